@@ -1,0 +1,36 @@
+# The two commands of the README, plus developer chores. Both create and reuse .venv/.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export HF_HUB_OFFLINE := 1
+export NO_ALBUMENTATIONS_UPDATE := 1
+
+.PHONY: run test test-all lint format clean-results
+
+run: $(STAMP)  ## Run the main job on the embedded default (synthetic data, CPU).
+	$(BIN)/snakemake --cores 2
+
+test: $(STAMP)  ## Run the test suite (no GPU, no SLURM, no slow tests).
+	$(BIN)/python -m pytest -m "not slow and not gpu and not slurm"
+
+test-all: $(STAMP)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/snakefmt --check .
+	$(BIN)/snakemake --lint
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+	$(BIN)/snakefmt .
+
+# (Re)install when pyproject.toml changes. torch and torchvision come from this machine's
+# local files (pip's constraint); the rest from PyPI, pinned in pyproject.toml.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+	touch $(STAMP)

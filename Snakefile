@@ -1,0 +1,21 @@
+# vlcore: raw image-text data -> trained vision-language models -> honest benchmark numbers.
+# Run the embedded default:  snakemake --cores 2
+# Another experiment:        snakemake --cores 2 --configfile config/experiments/<name>.yaml
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/download.smk"
+include: "rules/clean.smk"
+include: "rules/shard.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        get_final_output(),

@@ -1,0 +1,75 @@
+# The data model of the workflow: config validation, wildcard constraints and input
+# functions. No rules live here.
+import os
+import re
+from pathlib import Path
+
+from vlcore.config import load_yaml, validate_config
+
+# Every job works offline unless the user says otherwise.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+validate_config(config, load_yaml(Path(workflow.basedir) / "config" / "schema.yaml"))
+
+EXPERIMENTS = config["experiments"]
+RUN = config["run"]
+
+
+wildcard_constraints:
+    exp="|".join(re.escape(name) for name in EXPERIMENTS),
+
+
+def experiment(wildcards):
+    return EXPERIMENTS[wildcards.exp]
+
+
+# Config keys of each source format that name input files or folders.
+SOURCE_PATH_KEYS = ("path", "json", "images_dir", "captions_file", "captions_json",
+                    "karpathy_json", "questions_json", "annotations_json")
+
+
+def source_settings(wildcards):
+    source = experiment(wildcards)["source"]
+    fmt = source["format"]
+    return {"format": fmt, fmt: source[fmt]}
+
+
+def source_files(wildcards):
+    """The source's input files that exist now, so a change to them reruns the download.
+
+    Missing ones are left to download_dataset, which stops with a message naming the key.
+    """
+    settings = source_settings(wildcards)
+    section = settings[settings["format"]]
+    paths = (section.get(key) for key in SOURCE_PATH_KEYS)
+    return [p for p in paths if p and Path(p).is_file()]
+
+
+def clean_settings(wildcards):
+    return {**experiment(wildcards)["clean"], "lang": experiment(wildcards)["lang"]}
+
+
+def keyword_files(wildcards):
+    path = experiment(wildcards)["clean"]["keywords_file"]
+    return [path] if path else []
+
+
+def shard_settings(wildcards):
+    return experiment(wildcards)["shard"]
+
+
+def lang(wildcards):
+    return experiment(wildcards)["lang"]
+
+
+def seed(wildcards):
+    return experiment(wildcards)["seed"]
+
+
+def get_final_output():
+    """What `snakemake` with no target builds: every artifact of each experiment in `run`."""
+    return expand(
+        [rules.shard_dataset.output.shards, rules.clean_pairs.output.report],
+        exp=RUN,
+    )

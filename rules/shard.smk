@@ -1,0 +1,19 @@
+rule shard_dataset:
+    input:
+        clean=rules.clean_pairs.output.clean,
+    output:
+        shards=directory("results/{exp}/shards"),
+    log:
+        "logs/shard_dataset/{exp}.log",
+    benchmark:
+        "benchmarks/shard_dataset/{exp}.tsv"
+    params:
+        shard=shard_settings,
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=120,
+    conda:
+        "../envs/vlcore.yaml"
+    script:
+        "../scripts/shard_dataset.py"

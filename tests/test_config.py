@@ -1,0 +1,99 @@
+"""Config schema: defaults are filled, and mistakes stop with a message naming the key."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import REPO, run_snakemake
+from vlcore.config import ConfigError, deep_update, load_config, load_yaml, validate_config
+
+EXPERIMENT_FILES = sorted((REPO / "config" / "experiments").glob("*.yaml"))
+
+
+@pytest.fixture
+def base() -> dict:
+    return load_yaml(REPO / "config" / "config.yaml")
+
+
+def test_default_config_fills_defaults(base):
+    config = validate_config(copy.deepcopy(base))
+    exp = config["experiments"]["default"]
+    assert exp["clean"]["max_aspect_ratio"] == 3.0
+    assert exp["shard"]["split"] == {"val": 0.1, "test": 0.1}
+    assert exp["source"]["synthetic"]["n_images"] == 3000
+    assert config["run"] == ["default"]
+
+
+def test_unknown_key_names_key_and_allowed(base):
+    base["experiments"]["default"]["clean"]["max_aspect"] = 2
+    with pytest.raises(ConfigError) as err:
+        validate_config(base)
+    msg = str(err.value)
+    assert "experiments.default.clean" in msg
+    assert "'max_aspect'" in msg
+    assert "max_aspect_ratio" in msg  # the allowed keys are listed
+
+
+def test_wrong_type_and_enum(base):
+    base["experiments"]["default"]["shard"]["image_size"] = "big"
+    base["experiments"]["default"]["lang"] = "fr"
+    with pytest.raises(ConfigError) as err:
+        validate_config(base)
+    msg = str(err.value)
+    assert "experiments.default.shard.image_size: 'big' has the wrong type; expected integer" in msg
+    assert "experiments.default.lang: 'fr' is not allowed" in msg
+
+
+def test_run_must_name_defined_experiment(base):
+    base["run"] = ["nope"]
+    with pytest.raises(ConfigError, match="experiment 'nope' is not defined"):
+        validate_config(base)
+
+
+def test_source_section_must_match_format(base):
+    base["experiments"]["default"]["source"] = {"format": "url_list"}
+    with pytest.raises(ConfigError, match="no 'url_list:' section"):
+        validate_config(base)
+
+
+def test_split_fractions_must_leave_training_data(base):
+    base["experiments"]["default"]["shard"] = {"split": {"val": 0.5, "test": 0.5}}
+    with pytest.raises(ConfigError, match="val \\+ test must be below 1"):
+        validate_config(base)
+
+
+@pytest.mark.parametrize("path", EXPERIMENT_FILES, ids=lambda p: p.stem)
+def test_experiment_configs_validate(path):
+    config = load_config(REPO / "config" / "config.yaml", path)
+    (name,) = config["run"]
+    assert name in config["experiments"]
+    assert "default" in config["experiments"]  # merged like --configfile, not replaced
+
+
+def test_deep_update_merges_nested():
+    base = {"a": {"b": 1, "c": 2}}
+    deep_update(base, {"a": {"c": 3}, "d": 4})
+    assert base == {"a": {"b": 1, "c": 3}, "d": 4}
+
+
+@pytest.mark.workflow
+@pytest.mark.parametrize("path", EXPERIMENT_FILES, ids=lambda p: p.stem)
+def test_experiment_configs_dry_run(workflow_dir, path):
+    proc = run_snakemake(workflow_dir, "-n", "--configfile", str(path.relative_to(REPO)))
+    (name,) = yaml.safe_load(path.read_text())["run"]
+    assert f"results/{name}/shards" in proc.stdout
+
+
+@pytest.mark.workflow
+def test_bad_config_stops_snakemake_with_message(workflow_dir: Path):
+    bad = workflow_dir / "bad.yaml"
+    bad.write_text("experiments:\n  default:\n    clean:\n      max_aspect: 2\n")
+    proc = run_snakemake(workflow_dir, "-n", "--configfile", "bad.yaml", check=False)
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert "unknown key 'max_aspect'" in out
+    assert "experiments.default.clean" in out
