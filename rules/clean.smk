@@ -9,13 +9,13 @@ rule clean_pairs:
         "logs/clean_pairs/{exp}.log",
     benchmark:
         "benchmarks/clean_pairs/{exp}.tsv"
-    params:
-        clean=clean_settings,
+    conda:
+        "../envs/vlcore.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=120,
-    conda:
-        "../envs/vlcore.yaml"
+    params:
+        clean=clean_settings,
     script:
         "../scripts/clean_pairs.py"

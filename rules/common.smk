@@ -25,8 +25,16 @@ def experiment(wildcards):
 
 
 # Config keys of each source format that name input files or folders.
-SOURCE_PATH_KEYS = ("path", "json", "images_dir", "captions_file", "captions_json",
-                    "karpathy_json", "questions_json", "annotations_json")
+SOURCE_PATH_KEYS = (
+    "path",
+    "json",
+    "images_dir",
+    "captions_file",
+    "captions_json",
+    "karpathy_json",
+    "questions_json",
+    "annotations_json",
+)
 
 
 def source_settings(wildcards):

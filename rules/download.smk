@@ -8,15 +8,15 @@ rule download_dataset:
         "logs/download_dataset/{exp}.log",
     benchmark:
         "benchmarks/download_dataset/{exp}.tsv"
-    params:
-        source=source_settings,
-        lang=lang,
-        seed=seed,
+    conda:
+        "../envs/vlcore.yaml"
     threads: 2
     resources:
         mem_mb=4000,
         runtime=240,
-    conda:
-        "../envs/vlcore.yaml"
+    params:
+        source=source_settings,
+        lang=lang,
+        seed=seed,
     script:
         "../scripts/download_dataset.py"

@@ -7,13 +7,13 @@ rule shard_dataset:
         "logs/shard_dataset/{exp}.log",
     benchmark:
         "benchmarks/shard_dataset/{exp}.tsv"
-    params:
-        shard=shard_settings,
+    conda:
+        "../envs/vlcore.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=120,
-    conda:
-        "../envs/vlcore.yaml"
+    params:
+        shard=shard_settings,
     script:
         "../scripts/shard_dataset.py"
