@@ -1,0 +1,1 @@
+"""The shared training machinery: device and DDP runtime, checkpoints, the training loop."""

@@ -1,0 +1,35 @@
+"""Loss-curve images for the report."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from vlcore.io import atomic_path  # noqa: E402
+
+
+def plot_loss_curve(history: dict[str, Any], path: str | os.PathLike, title: str = "") -> None:
+    """Train loss (and validation loss, when recorded) against the optimizer step."""
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    if history["train"]:
+        steps, losses = zip(*[(s, loss) for s, loss, *_ in history["train"]], strict=True)
+        ax.plot(steps, losses, label="train", color="tab:blue")
+    if history["val"]:
+        steps, losses = zip(*history["val"], strict=True)
+        ax.plot(steps, losses, "o-", label="validation", color="tab:orange")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("loss")
+    ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
