@@ -56,7 +56,12 @@ MAX_DETAIL_CHARS = 100  # an example's detail is cut to this many characters
 _FORBIDDEN_ASCII = r"[#@<>{}\[\]|\\^~*=$%&_`]"
 _HTML_TAG = r"</?[A-Za-z][^<>]*>"
 _URL = r"(?i:https?://|www\.)\S*"
-_SYMBOL_CATEGORIES = ("So", "Cs", "Co", "Cc")  # symbols (emoji ...), surrogates, private use, control
+_SYMBOL_CATEGORIES = (
+    "So",
+    "Cs",
+    "Co",
+    "Cc",
+)  # symbols (emoji ...), surrogates, private use, control
 
 
 @dataclass
@@ -84,11 +89,17 @@ class CleanConfig:
 
     def __post_init__(self) -> None:
         if self.lang not in DEFAULT_MAX_CAPTION_LENGTH:
-            raise ValueError(f"lang must be one of {sorted(DEFAULT_MAX_CAPTION_LENGTH)}, got {self.lang!r}")
+            raise ValueError(
+                f"lang must be one of {sorted(DEFAULT_MAX_CAPTION_LENGTH)}, got {self.lang!r}"
+            )
         if self.keyword_mode not in ("require", "exclude"):
-            raise ValueError(f"keyword_mode must be 'require' or 'exclude', got {self.keyword_mode!r}")
+            raise ValueError(
+                f"keyword_mode must be 'require' or 'exclude', got {self.keyword_mode!r}"
+            )
         if self.max_caption_length is not None and self.max_caption_length < 1:
-            raise ValueError(f"max_caption_length must be >= 1 or None, got {self.max_caption_length}")
+            raise ValueError(
+                f"max_caption_length must be >= 1 or None, got {self.max_caption_length}"
+            )
         if self.min_image_size < 1:
             raise ValueError(f"min_image_size must be >= 1, got {self.min_image_size}")
         if self.max_aspect_ratio < 1:
@@ -102,7 +113,10 @@ class CleanConfig:
             try:
                 re.compile(self.special_chars_pattern)
             except re.error as e:
-                raise ValueError(f"special_chars_pattern {self.special_chars_pattern!r} is not a valid regex: {e}") from e
+                raise ValueError(
+                    f"special_chars_pattern {self.special_chars_pattern!r} is not a valid "
+                    f"regex: {e}"
+                ) from e
 
     @property
     def caption_length_limit(self) -> int:
@@ -113,7 +127,7 @@ class CleanConfig:
 
 
 def normalize_caption(text: str) -> str:
-    """Strip and collapse every run of whitespace (tabs, newlines, ideographic spaces) to one space."""
+    """Strip; collapse every whitespace run (tabs, newlines, ideographic spaces) to one space."""
     return " ".join(text.split())
 
 
@@ -273,7 +287,11 @@ class CleanReport:
     def _add_example(examples: dict, reason: str, key: str, detail: str) -> None:
         bucket = examples.setdefault(reason, [])
         if len(bucket) < MAX_EXAMPLES:
-            short = detail if len(detail) <= MAX_DETAIL_CHARS else detail[: MAX_DETAIL_CHARS - 1] + "…"
+            short = (
+                detail
+                if len(detail) <= MAX_DETAIL_CHARS
+                else detail[: MAX_DETAIL_CHARS - 1] + "..."
+            )
             bucket.append({"key": key, "detail": short})
 
     def add(self, key: str, verdict: RowVerdict) -> None:
@@ -302,6 +320,32 @@ class CleanReport:
             "examples": self.examples,
             "caption_examples": self.caption_examples,
         }
+
+
+def _clean_batch(
+    rows: list[dict[str, Any]],
+    config: CleanConfig,
+    captions: CaptionFilter,
+    seen: dict[bytes, str],
+    report: CleanReport,
+) -> list[dict[str, Any]]:
+    """Check a batch of raw rows in order; record them in ``report``; return the kept ones.
+
+    ``seen`` maps the sha256 of every kept image so far to its row's key (deduplication).
+    """
+    kept = []
+    for row in rows:
+        verdict = check_row(row, config, captions)
+        if verdict.reason is None and config.dedupe:
+            owner = seen.get(verdict.image_sha256)
+            if owner is None:
+                seen[verdict.image_sha256] = row["key"]
+            else:
+                verdict.reason, verdict.detail = "duplicate_image", f"same bytes as {owner}"
+        report.add(row["key"], verdict)
+        if verdict.reason is None:
+            kept.append(verdict.row)
+    return kept
 
 
 def clean_pairs(
@@ -334,24 +378,13 @@ def clean_pairs(
     with atomic_path(out_path) as tmp, pil_limits(config.max_image_pixels):
         writer = pq.ParquetWriter(tmp, RAW_SCHEMA, compression="zstd")
         try:
-            bar = tqdm(total=raw.metadata.num_rows, desc="clean_pairs", unit="row", disable=None)
-            for batch in raw.iter_batches(batch_size=batch_rows):
-                kept = []
-                for row in batch.to_pylist():
-                    verdict = check_row(row, config, captions)
-                    if verdict.reason is None and config.dedupe:
-                        owner = seen.get(verdict.image_sha256)
-                        if owner is not None:
-                            verdict.reason, verdict.detail = "duplicate_image", f"same bytes as {owner}"
-                        else:
-                            seen[verdict.image_sha256] = row["key"]
-                    report.add(row["key"], verdict)
-                    if verdict.reason is None:
-                        kept.append(verdict.row)
-                if kept:
-                    writer.write_table(pa.Table.from_pylist(kept, schema=RAW_SCHEMA))
-                bar.update(batch.num_rows)
-            bar.close()
+            total = raw.metadata.num_rows
+            with tqdm(total=total, desc="clean_pairs", unit="row", disable=None) as bar:
+                for batch in raw.iter_batches(batch_size=batch_rows):
+                    kept = _clean_batch(batch.to_pylist(), config, captions, seen, report)
+                    if kept:
+                        writer.write_table(pa.Table.from_pylist(kept, schema=RAW_SCHEMA))
+                    bar.update(batch.num_rows)
         finally:
             writer.close()
     result = report.to_dict()

@@ -20,6 +20,7 @@ IMAGE_FORMATS = ("png", "jpeg")
 
 # PIL's own decompression-bomb signals; inside pil_limits the warning is raised as an error.
 BOMB_ERRORS = (Image.DecompressionBombError, Image.DecompressionBombWarning)
+EXIF_ORIENTATION = 0x0112
 
 
 @contextlib.contextmanager
@@ -61,16 +62,24 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def decode_rgb(data: bytes, draft_size: int | None = None) -> Image.Image:
-    """Decode bytes to an upright RGB image.
+def decode_rgb(data: bytes) -> Image.Image:
+    """Decode bytes to an upright RGB image."""
+    return to_rgb(open_image(data))
 
-    ``draft_size`` lets JPEG decoding downscale by a power of two on the fly while keeping
-    both sides at least ``draft_size`` (much faster for big photos bound for small tensors).
+
+def decode_for_resize(data: bytes, size: int) -> tuple[Image.Image, tuple[int, int]]:
+    """Decode bytes bound for a ``size`` x ``size`` image; also return the upright original size.
+
+    JPEG decoding downscales by a power of two on the fly while keeping both sides at least
+    ``size`` (much faster for big photos bound for small tensors).
     """
     img = open_image(data)
-    if draft_size is not None and img.format == "JPEG":
-        img.draft("RGB", (draft_size, draft_size))
-    return to_rgb(img)
+    width, height = img.size
+    if img.getexif().get(EXIF_ORIENTATION, 1) in (5, 6, 7, 8):  # rotated by 90 degrees
+        width, height = height, width
+    if img.format == "JPEG":
+        img.draft("RGB", (size, size))
+    return to_rgb(img), (width, height)
 
 
 def resize_square(img: Image.Image, size: int, mode: str = "center_crop") -> Image.Image:
@@ -90,7 +99,7 @@ def resize_square(img: Image.Image, size: int, mode: str = "center_crop") -> Ima
 
 
 def encode_image(img: Image.Image, image_format: str = "png", jpeg_quality: int = 95) -> bytes:
-    """Encode deterministically (no metadata, fixed settings): the same pixels give the same bytes."""
+    """Encode with fixed settings and no metadata: the same pixels give the same bytes."""
     buf = io.BytesIO()
     if image_format == "png":
         img.save(buf, format="PNG", optimize=False, compress_level=6)
