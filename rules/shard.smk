@@ -9,7 +9,7 @@ rule shard_dataset:
         "benchmarks/shard_dataset/{exp}.tsv"
     conda:
         "../envs/vlcore.yaml"
-    threads: 1
+    threads: 2
     resources:
         mem_mb=4000,
         runtime=120,

@@ -4,4 +4,9 @@ from vlcore.logs import rule_logging
 from vlcore.pipeline.data import shard
 
 with rule_logging(snakemake.log[0]):
-    shard(snakemake.params.shard, snakemake.input.clean, snakemake.output.shards)
+    shard(
+        snakemake.params.shard,
+        snakemake.input.clean,
+        snakemake.output.shards,
+        threads=snakemake.threads,
+    )

@@ -52,10 +52,11 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
             shutil.rmtree(tmp_path)
 
 
-def write_json(obj: Any, path: str | os.PathLike) -> None:
-    """Write ``obj`` as indented, key-sorted JSON, atomically."""
+def write_json(obj: Any, path: str | os.PathLike, sort_keys: bool = True) -> None:
+    """Write ``obj`` as indented JSON (keys sorted unless told otherwise), atomically."""
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+        text = json.dumps(obj, indent=2, sort_keys=sort_keys, ensure_ascii=False)
+        tmp.write_text(text + "\n", encoding="utf-8")
 
 
 def read_json(path: str | os.PathLike) -> Any:

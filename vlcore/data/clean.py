@@ -388,7 +388,7 @@ def clean_pairs(
         finally:
             writer.close()
     result = report.to_dict()
-    write_json(result, report_path)
+    write_json(result, report_path, sort_keys=False)
     logger.info(
         "clean_pairs kept %d of %d rows; dropped %s",
         result["rows_kept"],

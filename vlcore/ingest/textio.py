@@ -45,7 +45,8 @@ def input_path(
         found = " (it exists but is not a " + what + ")" if path.exists() else ""
         raise FileNotFoundError(
             f"source.{fmt}.{key}: {what} {str(path)!r} not found{found} "
-            f"(paths are relative to {os.getcwd()!r})"
+            f"(paths are relative to {os.getcwd()!r}); fix the path in the experiment's source "
+            "config or put the data there"
         )
     return path
 
@@ -157,7 +158,11 @@ TABLE_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl"}
 
 @dataclass
 class TableRecord:
-    """One logical record of a table; ``error`` set (an ingest error code) when it is unusable."""
+    """One logical record of a table.
+
+    ``error`` (an ingest error code) and ``detail`` are set when it is unusable; ``fields``
+    is set whenever the record could be parsed at all (possibly with an error).
+    """
 
     lineno: int
     fields: dict[str, Any] | None = None
@@ -207,8 +212,9 @@ class _DecodedLines:
             text = decode_utf8(raw)
             if text is not None:
                 return text + "\n"
-            self.bad.append(TableRecord(self.lineno, error="bad_encoding",
-                                        detail=describe_bad_utf8(raw)))
+            self.bad.append(
+                TableRecord(self.lineno, error="bad_encoding", detail=describe_bad_utf8(raw))
+            )
 
 
 def _iter_delimited(
@@ -236,7 +242,8 @@ def _iter_delimited(
             continue  # blank line
         if len(values) != len(header):
             yield TableRecord(
-                lines.lineno, error="malformed_row",
+                lines.lineno,
+                error="malformed_row",
                 detail=f"{len(values)} fields, the header has {len(header)}: {_short(values)}",
             )
             continue
@@ -264,8 +271,11 @@ def _iter_jsonl(path: Path, required: tuple[str, ...], what: str) -> Iterator[Ta
             yield TableRecord(lineno, error="malformed_row", detail=f"bad JSON: {e.msg}")
             continue
         if not isinstance(obj, dict):
-            yield TableRecord(lineno, error="malformed_row",
-                              detail=f"expected a JSON object, got {type(obj).__name__}")
+            yield TableRecord(
+                lineno,
+                error="malformed_row",
+                detail=f"expected a JSON object, got {type(obj).__name__}",
+            )
             continue
         missing = [k for k in required if k not in obj]
         if missing and not checked:
@@ -276,6 +286,8 @@ def _iter_jsonl(path: Path, required: tuple[str, ...], what: str) -> Iterator[Ta
             )
         checked = True
         if missing:
-            yield TableRecord(lineno, error="malformed_row", detail=f"no key {missing[0]!r}")
+            yield TableRecord(
+                lineno, fields=obj, error="malformed_row", detail=f"no key {missing[0]!r}"
+            )
             continue
         yield TableRecord(lineno, fields=obj)

@@ -48,7 +48,9 @@ def clean(settings: dict[str, Any], raw_path: str, clean_path: str, report_path:
     return report
 
 
-def shard(settings: dict[str, Any], clean_path: str, out_dir: str) -> dict:
+def shard(settings: dict[str, Any], clean_path: str, out_dir: str, threads: int = 1) -> dict:
     """Resize, split and write the Parquet shards with their manifest."""
-    manifest = shard_dataset(clean_path, out_dir, _build(ShardConfig, settings))
+    manifest = shard_dataset(clean_path, out_dir, _build(ShardConfig, settings), threads=threads)
+    splits = manifest["splits"]
+    logger.info("shards: %s", {name: split["rows"] for name, split in splits.items()})
     return manifest
