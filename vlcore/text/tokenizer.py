@@ -8,7 +8,8 @@ Whatever the kind, the result is a Hugging Face tokenizer folder (``tokenizer.js
   without ``<unk>``, and decoding gives the text back exactly (after NFC and lowercasing).
 - ``bpe`` + ``zh``: the same, but every CJK ideograph is split off as its own pre-token first,
   so merges stay inside one character instead of fusing whole unspaced sentences into tokens.
-- ``wordpiece``: BERT-style (Devlin et al., 2019): ideographs isolated, words split on
+- ``wordpiece``: BERT-style (Devlin et al., 2019), trained deterministically by
+  :mod:`vlcore.text.wordpiece`: ideographs isolated, words split on
   whitespace and punctuation. Its decoder puts spaces between tokens;
   :func:`vlcore.text.decode_batch` takes them out again between Chinese characters.
 - ``pretrained``: load ``pretrained_name_or_path`` (a hub name such as ``gpt2`` or
@@ -34,35 +35,22 @@ from typing import Any, Literal
 import tokenizers
 import transformers
 from tokenizers import Regex, decoders, models, normalizers, pre_tokenizers, processors, trainers
-from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
+from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 from vlcore.io import atomic_dir, write_json
 from vlcore.text.cjk import CJK_CHAR_CLASS
+from vlcore.text.load import hub_offline, load_tokenizer
+from vlcore.text.specials import BOS, EOS, PAD, SPECIAL_TOKENS, UNK, normalize_extra_tokens
+from vlcore.text.wordpiece import count_words, train_wordpiece
 
 logger = logging.getLogger(__name__)
 
-PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
-#: The base special tokens, in id order (0, 1, 2, 3) for the tokenizers we train.
-SPECIAL_TOKENS = (PAD, BOS, EOS, UNK)
-#: Separates question and answer in VQA sequences; pass it in ``extra_special_tokens``.
-VQA_SEP_TOKEN = "<sep>"
 #: Written beside the Hugging Face files: the config and provenance of a tokenizer folder.
 RECORD_FILE = "vlcore_tokenizer.json"
 
 KINDS = ("bpe", "wordpiece", "pretrained")
 LANGS = ("en", "zh")
 _BYTE_ALPHABET = 256
-
-
-def style_token(style: str) -> str:
-    """The special token that conditions a model on a caption style: ``<style:Happy>``."""
-    if not style or any(c.isspace() for c in style) or ">" in style:
-        raise ValueError(f"style {style!r} must be non-empty, without whitespace or '>'")
-    return f"<style:{style}>"
-
-
-class TokenizerUnavailableError(OSError, ValueError):
-    """A tokenizer could not be found: not a local folder, and not reachable on the hub."""
 
 
 @dataclass
@@ -118,21 +106,6 @@ class TokenizerConfig:
         return dataclasses.asdict(self)
 
 
-def normalize_extra_tokens(extra_special_tokens: Iterable[str]) -> list[str]:
-    """Deduplicate and sort extra special tokens, so a set gives the same ids on every run."""
-    tokens = set()
-    for token in extra_special_tokens:
-        if not isinstance(token, str) or not token.strip() or token != token.strip():
-            raise ValueError(
-                f"extra special token {token!r} must be a non-empty string without outer spaces"
-            )
-        tokens.add(token)
-    clash = sorted(tokens & set(SPECIAL_TOKENS))
-    if clash:
-        raise ValueError(f"extra special tokens {clash} repeat the base tokens {SPECIAL_TOKENS}")
-    return sorted(tokens)
-
-
 # -- building and training --------------------------------------------------------------------
 
 
@@ -162,26 +135,18 @@ def _build_backend(config: TokenizerConfig) -> tokenizers.Tokenizer:
     return tok
 
 
-def _trainer(config: TokenizerConfig, special_tokens: list[str]) -> trainers.Trainer:
-    if config.kind == "bpe":
-        floor = _BYTE_ALPHABET + len(special_tokens)
-        if config.vocab_size <= floor:
-            raise ValueError(
-                f"tokenizer vocab_size {config.vocab_size} leaves no room for merges: byte-level "
-                f"BPE needs more than {floor} (256 bytes + {len(special_tokens)} special tokens)"
-            )
-        return trainers.BpeTrainer(
-            vocab_size=config.vocab_size,
-            min_frequency=config.min_frequency,
-            special_tokens=special_tokens,
-            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-            show_progress=False,
+def _bpe_trainer(config: TokenizerConfig, special_tokens: list[str]) -> trainers.BpeTrainer:
+    floor = _BYTE_ALPHABET + len(special_tokens)
+    if config.vocab_size <= floor:
+        raise ValueError(
+            f"tokenizer vocab_size {config.vocab_size} leaves no room for merges: byte-level "
+            f"BPE needs more than {floor} (256 bytes + {len(special_tokens)} special tokens)"
         )
-    return trainers.WordPieceTrainer(
+    return trainers.BpeTrainer(
         vocab_size=config.vocab_size,
         min_frequency=config.min_frequency,
         special_tokens=special_tokens,
-        continuing_subword_prefix="##",
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
 
@@ -206,14 +171,29 @@ def _train(
 ) -> tuple[PreTrainedTokenizerFast, int]:
     """The trained tokenizer and the number of texts it saw."""
     if config.kind == "pretrained":
-        raise ValueError("build_tokenizer trains bpe or wordpiece; use train_tokenizer for pretrained")
+        raise ValueError(
+            "build_tokenizer trains bpe or wordpiece; use train_tokenizer for pretrained"
+        )
     extras = normalize_extra_tokens(extra_special_tokens)
     special_tokens = [*SPECIAL_TOKENS, *extras]
     tok = _build_backend(config)
-    trainer = _trainer(config, special_tokens)
-    count = [0]
-    tok.train_from_iterator(_checked_texts(texts, count), trainer=trainer)
-    if count[0] == 0:
+    if config.kind == "bpe":
+        trainer = _bpe_trainer(config, special_tokens)
+        count = [0]
+        tok.train_from_iterator(_checked_texts(texts, count), trainer=trainer)
+        num_texts = count[0]
+    else:  # the library's WordPiece trainer is not deterministic: see vlcore.text.wordpiece
+        words, num_texts = count_words(texts, tok.normalizer, tok.pre_tokenizer)
+        if num_texts:
+            tok.model = train_wordpiece(
+                words,
+                vocab_size=config.vocab_size,
+                min_frequency=config.min_frequency,
+                special_tokens=special_tokens,
+                unk_token=UNK,
+            )
+            tok.add_special_tokens(special_tokens)
+    if num_texts == 0:
         raise ValueError("no texts to train the tokenizer on")
     ids = {t: tok.token_to_id(t) for t in special_tokens}
     if list(ids.values()) != list(range(len(special_tokens))):  # the trainer puts them first
@@ -234,7 +214,7 @@ def _train(
         "trained a %s tokenizer (%s) on %d texts: %d tokens, %d extra special tokens",
         config.kind,
         config.lang,
-        count[0],
+        num_texts,
         tok.get_vocab_size(),
         len(extras),
     )
@@ -249,24 +229,29 @@ def _train(
         padding_side="right",
         truncation_side="right",
     )
-    return wrapped, count[0]
+    return wrapped, num_texts
 
 
 def _pretrained_copy(
     config: TokenizerConfig, extra_special_tokens: Iterable[str]
 ) -> PreTrainedTokenizerBase:
     tokenizer = load_tokenizer(config.pretrained_name_or_path, local_only=hub_offline())
-    extras = [t for t in normalize_extra_tokens(extra_special_tokens) if t not in tokenizer.get_vocab()]
+    extras = [
+        t
+        for t in normalize_extra_tokens(extra_special_tokens)
+        if t not in tokenizer.all_special_tokens
+    ]
     if extras:
-        tokenizer.add_special_tokens(
+        added = tokenizer.add_special_tokens(
             {"extra_special_tokens": extras}, replace_extra_special_tokens=False
         )
-        logger.warning(
-            "added %d extra special tokens to %s; resize the model's token embeddings to %d",
-            len(extras),
-            config.pretrained_name_or_path,
-            len(tokenizer),
-        )
+        if added:
+            logger.warning(
+                "added %d extra special tokens to %s; resize the model's token embeddings to %d",
+                added,
+                config.pretrained_name_or_path,
+                len(tokenizer),
+            )
     tokenizer.model_max_length = config.max_length
     return tokenizer
 
@@ -300,110 +285,13 @@ def train_tokenizer(
         },
         "vocab_size": len(tokenizer),
         "num_texts": num_texts,
-        "versions": {"tokenizers": tokenizers.__version__, "transformers": transformers.__version__},
+        "versions": {
+            "tokenizers": tokenizers.__version__,
+            "transformers": transformers.__version__,
+        },
     }
     with atomic_dir(out_dir) as tmp:
         tokenizer.save_pretrained(tmp)
         write_json(record, Path(tmp) / RECORD_FILE)
     logger.info("saved tokenizer (%d tokens) to %s", len(tokenizer), out_dir)
     return load_tokenizer(out_dir)
-
-
-# -- loading ------------------------------------------------------------------------------------
-
-
-def hub_offline() -> bool:
-    """Whether ``HF_HUB_OFFLINE`` is set (read now, not when huggingface_hub was imported)."""
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}
-
-
-def _looks_like_path(name: str) -> bool:
-    return (
-        name.startswith(("/", ".", "~"))
-        or "\\" in name
-        or name.count("/") > 1
-        or name.endswith("/")
-    )
-
-
-def load_tokenizer(
-    path_or_name: str | os.PathLike, *, local_only: bool = True
-) -> PreTrainedTokenizerBase:
-    """Load a tokenizer folder (ours or any Hugging Face one) or a hub name.
-
-    With ``local_only`` (the default), or when ``HF_HUB_OFFLINE`` is set, a hub name is only
-    looked up in the local Hugging Face cache; if it is not there, a
-    :class:`TokenizerUnavailableError` explains how to proceed. The loaded tokenizer always has
-    ``pad``, ``bos`` and ``eos`` tokens (see :func:`ensure_special_tokens`).
-    """
-    name = os.fspath(path_or_name)
-    offline = local_only or hub_offline()
-    if Path(name).expanduser().is_dir():
-        source = str(Path(name).expanduser())
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
-        except (OSError, ValueError) as err:
-            raise TokenizerUnavailableError(
-                f"{source} is a folder but holds no loadable tokenizer "
-                f"(expected tokenizer.json and tokenizer_config.json): {err}"
-            ) from err
-    elif _looks_like_path(name) or Path(name).expanduser().exists():
-        raise TokenizerUnavailableError(f"tokenizer folder {name} does not exist")
-    else:
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(name, local_files_only=offline)
-        except (OSError, ValueError) as err:
-            if offline:
-                why = (
-                    "HF_HUB_OFFLINE is set" if hub_offline() else "local_only=True was passed"
-                )
-                raise TokenizerUnavailableError(
-                    f"tokenizer {name!r} is not a local folder and is not in the Hugging Face "
-                    f"cache, and the hub may not be contacted ({why}). Either go online once "
-                    f"(unset HF_HUB_OFFLINE; load_tokenizer(..., local_only=False)) to download "
-                    f"it, or set pretrained_name_or_path to a local folder holding a saved "
-                    f"tokenizer (tokenizer.json, tokenizer_config.json)."
-                ) from err
-            raise TokenizerUnavailableError(
-                f"could not load tokenizer {name!r} from the Hugging Face hub: {err}. "
-                f"Check the name, or point at a local tokenizer folder."
-            ) from err
-    ensure_special_tokens(tokenizer)
-    return tokenizer
-
-
-def ensure_special_tokens(tokenizer: PreTrainedTokenizerBase) -> list[str]:
-    """Give ``tokenizer`` pad, bos and eos tokens where it lacks them; return the tokens added.
-
-    - bos: the existing ``cls_token`` (BERT's ``[CLS]``), else ``<bos>``;
-    - eos: the existing ``sep_token`` (BERT's ``[SEP]``), else ``<eos>``;
-    - pad: ``<pad>``. GPT-2 has no pad token, so loading it adds ``<pad>`` as a new token: a
-      pretrained GPT-2 model must then ``resize_token_embeddings(len(tokenizer))``.
-
-    Tokens already in the vocabulary are reused; only missing ones grow it (a warning says so).
-    """
-    added = []
-    vocab = tokenizer.get_vocab()
-    for attr, fallback_attr, default in (
-        ("bos_token", "cls_token", BOS),
-        ("eos_token", "sep_token", EOS),
-        ("pad_token", None, PAD),
-    ):
-        if getattr(tokenizer, attr) is not None:
-            continue
-        fallback = getattr(tokenizer, fallback_attr) if fallback_attr else None
-        if fallback is not None:
-            setattr(tokenizer, attr, fallback)
-            continue
-        tokenizer.add_special_tokens({attr: default})
-        if default not in vocab:
-            added.append(default)
-    if added:
-        logger.warning(
-            "tokenizer %s lacked %s: added, vocabulary now %d tokens; resize the model's token "
-            "embeddings (model.resize_token_embeddings(len(tokenizer)))",
-            tokenizer.name_or_path,
-            ", ".join(added),
-            len(tokenizer),
-        )
-    return added
