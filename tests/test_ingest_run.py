@@ -105,9 +105,6 @@ def test_missing_input_names_the_config_key_and_path(tmp_path, fmt, cfg, key):
 
 
 def test_synthetic_through_run_ingest(tmp_path):
-    synthetic = pytest.importorskip("vlcore.synthetic")
-    if not hasattr(synthetic, "generate"):
-        pytest.skip("vlcore.synthetic is not written yet")
     source = {
         "format": "synthetic",
         "synthetic": {"n_images": 12, "image_size": 32, "dirty_rate": 0},

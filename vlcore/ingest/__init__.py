@@ -101,8 +101,7 @@ def run_ingest(
     workdir = Path(tempfile.mkdtemp(prefix=f".{out_path.name}.work-", dir=out_path.parent))
     examples: dict[str, list[dict[str, str]]] = {}
     collector = _WarningCollector()
-    package_logger = logging.getLogger(__name__)
-    package_logger.addHandler(collector)
+    log.addHandler(collector)  # ``log`` is the parent of every ingester's logger
     try:
         log.info("ingesting %s source (lang=%s)", fmt, lang)
         with RawWriter(out_path) as writer:
@@ -116,7 +115,7 @@ def run_ingest(
                 if error is not None and len(examples.setdefault(error, [])) < ERROR_EXAMPLES:
                     examples[error].append({"key": row["key"], "detail": detail})
     finally:
-        package_logger.removeHandler(collector)
+        log.removeHandler(collector)
         shutil.rmtree(workdir, ignore_errors=True)
 
     counts = writer.counts
