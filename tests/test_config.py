@@ -97,3 +97,12 @@ def test_bad_config_stops_snakemake_with_message(workflow_dir: Path):
     out = proc.stdout + proc.stderr
     assert "unknown key 'max_aspect'" in out
     assert "experiments.default.clean" in out
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_shape_keyword_files_match_the_generator(lang):
+    from vlcore.pipeline.data import read_keywords
+    from vlcore.synthetic import SHAPE_WORDS_EN, SHAPE_WORDS_ZH
+
+    words = read_keywords([REPO / "config" / "keywords" / f"shapes_{lang}.txt"])
+    assert set(words) == set(SHAPE_WORDS_EN if lang == "en" else SHAPE_WORDS_ZH)

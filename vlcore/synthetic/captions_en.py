@@ -106,9 +106,15 @@ THREE: list[Template] = [
     lambda w, o: f"three shapes: {w.obj(o[0])}, {w.obj(o[1])} and {w.obj(o[2])}",
     lambda w, o: f"{w.obj(o[0])}, {w.obj(o[1])} and {w.obj(o[2])}",
     lambda w, o: f"{w.obj(o[0])}, {w.obj(o[1])} and {w.obj(o[2])} on {w.background()}",
-    lambda w, o: f"{w.obj(o[0])} {w.pos(o[0])}, {w.obj(o[1])} {w.pos(o[1])} and {w.obj(o[2])} {w.pos(o[2])}",
-    lambda w, o: f"three shapes on {w.background()}: {w.obj(o[0])}, {w.obj(o[1])} and {w.obj(o[2])}",
-    lambda w, o: f"{w.obj(o[0])} {w.rel(o[0], o[1])} {w.obj(o[1])}, and {w.obj(o[2])} {w.pos(o[2])}",
+    lambda w, o: (
+        f"{w.obj(o[0])} {w.pos(o[0])}, {w.obj(o[1])} {w.pos(o[1])} and {w.obj(o[2])} {w.pos(o[2])}"
+    ),
+    lambda w, o: (
+        f"three shapes on {w.background()}: {w.obj(o[0])}, {w.obj(o[1])} and {w.obj(o[2])}"
+    ),
+    lambda w, o: (
+        f"{w.obj(o[0])} {w.rel(o[0], o[1])} {w.obj(o[1])}, and {w.obj(o[2])} {w.pos(o[2])}"
+    ),
     lambda w, o: f"three shapes, with {w.obj(o[0])} {w.pos(o[0])}",
     lambda w, o: f"{w.obj(o[0])} {w.pos(o[0])} with {w.obj(o[1])} and {w.obj(o[2])}",
     lambda w, o: f"a picture of three shapes, one of them {w.obj(o[0])}",

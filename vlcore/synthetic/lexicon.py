@@ -65,7 +65,11 @@ POSITION_PHRASES_EN = {
     "right": ("on the right", "on the right side", "at the right"),
     "bottom left": ("in the bottom left", "in the bottom left corner", "in the lower left corner"),
     "bottom": ("at the bottom", "near the bottom", "in the bottom middle"),
-    "bottom right": ("in the bottom right", "in the bottom right corner", "in the lower right corner"),
+    "bottom right": (
+        "in the bottom right",
+        "in the bottom right corner",
+        "in the lower right corner",
+    ),
 }
 # Same positions, completed with "of the image/picture".
 POSITION_OF_IMAGE_EN = {

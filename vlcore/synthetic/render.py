@@ -99,8 +99,9 @@ def render_scene(scene: Scene, size: int = 64, aspect: float = 1.0) -> Image.Ima
         raise ValueError(f"aspect must be positive, got {aspect}")
     width, height = round(size * aspect), size
     bg = np.clip(_background(scene.background, width, height), 0, 255).astype(np.uint8)
-    big = np.repeat(np.repeat(bg, SUPERSAMPLE, axis=0), SUPERSAMPLE, axis=1)
-    img = Image.fromarray(big)
+    img = Image.fromarray(bg).resize(
+        (width * SUPERSAMPLE, height * SUPERSAMPLE), Image.Resampling.NEAREST
+    )
     draw = ImageDraw.Draw(img)
     for obj in scene.objects:
         _draw_object(draw, obj, width * SUPERSAMPLE, height * SUPERSAMPLE)

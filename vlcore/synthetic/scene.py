@@ -140,9 +140,7 @@ def _pick_kinds(rng: np.random.Generator, n: int) -> list[tuple[str, str]]:
     return kinds
 
 
-def _place(
-    rng: np.random.Generator, extents: list[float]
-) -> list[tuple[float, float]] | None:
+def _place(rng: np.random.Generator, extents: list[float]) -> list[tuple[float, float]] | None:
     """Centres in distinct grid cells, inside the image, not overlapping; None if no luck."""
     for _ in range(100):
         cells = rng.choice(9, size=len(extents), replace=False)
@@ -171,21 +169,25 @@ def sample_scene(rng: np.random.Generator, n_objects: int | None = None) -> Scen
         raise ValueError(f"n_objects must be in 1..{MAX_OBJECTS}, got {n_objects}")
     kinds = _pick_kinds(rng, n_objects)
     sizes = [str(rng.choice(SIZES)) for _ in kinds]
-    radii = [
-        SIZE_RADIUS[s] * (1.0 + rng.uniform(-_RADIUS_JITTER, _RADIUS_JITTER)) for s in sizes
-    ]
-    centres = _place(rng, [r * SHAPE_EXTENT[shape] for r, (shape, _) in zip(radii, kinds, strict=True)])
+    radii = [SIZE_RADIUS[s] * (1.0 + rng.uniform(-_RADIUS_JITTER, _RADIUS_JITTER)) for s in sizes]
+    centres = _place(
+        rng, [r * SHAPE_EXTENT[shape] for r, (shape, _) in zip(radii, kinds, strict=True)]
+    )
     if centres is None:  # crowded: fall back to small shapes, which always fit
         sizes = ["small"] * n_objects
         radii = [SIZE_RADIUS["small"]] * n_objects
-        centres = _place(rng, [r * SHAPE_EXTENT[shape] for r, (shape, _) in zip(radii, kinds, strict=True)])
+        centres = _place(
+            rng, [r * SHAPE_EXTENT[shape] for r, (shape, _) in zip(radii, kinds, strict=True)]
+        )
         if centres is None:  # cannot happen with at most 3 small shapes in 9 cells
             raise RuntimeError(f"could not place {n_objects} small shapes")
     objects = []
     for (shape, color), size, radius, (x, y) in zip(kinds, sizes, radii, centres, strict=True):
         base = np.array(COLOR_RGB[color])
         rgb = np.clip(base + rng.integers(-_COLOR_JITTER, _COLOR_JITTER + 1, size=3), 0, 255)
-        rotation = 0.0 if shape == "circle" else float(rng.uniform(-_ROTATION_JITTER, _ROTATION_JITTER))
+        rotation = (
+            0.0 if shape == "circle" else float(rng.uniform(-_ROTATION_JITTER, _ROTATION_JITTER))
+        )
         objects.append(
             SceneObject(
                 shape=shape,

@@ -45,7 +45,7 @@ _NUMBERS = {
 }  # fmt: skip
 _ARTICLES = {"a", "an", "the"}
 _PUNCT = re.compile(r"[;/\[\]\"{}()=+\\_\-><@`,?!*#%^&$:|~']")
-_PERIOD = re.compile(r"(?<!\d)\.(?!\d)")
+_PERIOD = re.compile(r"\.(?!\d)")  # like the official periodStrip: "3." -> "3", "1.5" kept
 
 _COLOR_ALTERNATIVES = {
     "cyan": ("light blue", "teal", "turquoise"),
@@ -206,12 +206,18 @@ def make_questions(scene: Scene, index: int, rng: np.random.Generator) -> list[d
     objs = list(scene.objects)
 
     total = b.pick(
-        ["how many shapes are there?", "how many shapes are in the image?", "how many objects are there?"]
+        [
+            "how many shapes are there?",
+            "how many shapes are in the image?",
+            "how many objects are there?",
+        ]
     )
     b.add(total, "how many", "number", str(len(objs)))
 
     color = b.pick(objs).color if rng.random() < 0.6 else str(rng.choice(COLORS))
-    b.add(f"how many {color} shapes are there?", "how many", "number", str(scene.count(color=color)))
+    b.add(
+        f"how many {color} shapes are there?", "how many", "number", str(scene.count(color=color))
+    )
 
     unique_shapes = [o for o in objs if scene.count(shape=o.shape) == 1]
     if unique_shapes:
