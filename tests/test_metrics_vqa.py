@@ -18,8 +18,15 @@ from vlcore.metrics.vqa import (
 )
 
 
-def _question(qid: int, answers: list[str], answer_type: str = "other", qtype: str = "what") -> dict:
-    return {"question_id": qid, "answers": answers, "answer_type": answer_type, "question_type": qtype}
+def _question(
+    qid: int, answers: list[str], answer_type: str = "other", qtype: str = "what"
+) -> dict:
+    return {
+        "question_id": qid,
+        "answers": answers,
+        "answer_type": answer_type,
+        "question_type": qtype,
+    }
 
 
 def _acc(prediction: str, answers: list[str]) -> float:
@@ -34,7 +41,8 @@ def _acc(prediction: str, answers: list[str]) -> float:
 # It is not used by vlcore; it exists to check vlcore.metrics.vqa against the original logic.
 # --------------------------------------------------------------------------------------------
 class _OfficialVQAEvalOracle:
-    contractions = dict(CONTRACTIONS)  # the table itself is pinned separately below
+    # copied verbatim from the official file, independently of vlcore.metrics.vqa.CONTRACTIONS
+    contractions = {"aint": "ain't", "arent": "aren't", "cant": "can't", "couldve": "could've", "couldnt": "couldn't", "couldn'tve": "couldn't've", "couldnt've": "couldn't've", "didnt": "didn't", "doesnt": "doesn't", "dont": "don't", "hadnt": "hadn't", "hadnt've": "hadn't've", "hadn'tve": "hadn't've", "hasnt": "hasn't", "havent": "haven't", "hed": "he'd", "hed've": "he'd've", "he'dve": "he'd've", "hes": "he's", "howd": "how'd", "howll": "how'll", "hows": "how's", "Id've": "I'd've", "I'dve": "I'd've", "Im": "I'm", "Ive": "I've", "isnt": "isn't", "itd": "it'd", "itd've": "it'd've", "it'dve": "it'd've", "itll": "it'll", "let's": "let's", "maam": "ma'am", "mightnt": "mightn't", "mightnt've": "mightn't've", "mightn'tve": "mightn't've", "mightve": "might've", "mustnt": "mustn't", "mustve": "must've", "neednt": "needn't", "notve": "not've", "oclock": "o'clock", "oughtnt": "oughtn't", "ow's'at": "'ow's'at", "'ows'at": "'ow's'at", "'ow'sat": "'ow's'at", "shant": "shan't", "shed've": "she'd've", "she'dve": "she'd've", "she's": "she's", "shouldve": "should've", "shouldnt": "shouldn't", "shouldnt've": "shouldn't've", "shouldn'tve": "shouldn't've", "somebody'd": "somebodyd", "somebodyd've": "somebody'd've", "somebody'dve": "somebody'd've", "somebodyll": "somebody'll", "somebodys": "somebody's", "someoned": "someone'd", "someoned've": "someone'd've", "someone'dve": "someone'd've", "someonell": "someone'll", "someones": "someone's", "somethingd": "something'd", "somethingd've": "something'd've", "something'dve": "something'd've", "somethingll": "something'll", "thats": "that's", "thered": "there'd", "thered've": "there'd've", "there'dve": "there'd've", "therere": "there're", "theres": "there's", "theyd": "they'd", "theyd've": "they'd've", "they'dve": "they'd've", "theyll": "they'll", "theyre": "they're", "theyve": "they've", "twas": "'twas", "wasnt": "wasn't", "wed've": "we'd've", "we'dve": "we'd've", "weve": "we've", "werent": "weren't", "whatll": "what'll", "whatre": "what're", "whats": "what's", "whatve": "what've", "whens": "when's", "whered": "where'd", "wheres": "where's", "whereve": "where've", "whod": "who'd", "whod've": "who'd've", "who'dve": "who'd've", "wholl": "who'll", "whos": "who's", "whove": "who've", "whyll": "why'll", "whyre": "why're", "whys": "why's", "wont": "won't", "wouldve": "would've", "wouldnt": "wouldn't", "wouldnt've": "wouldn't've", "wouldn'tve": "wouldn't've", "yall": "y'all", "yall'll": "y'all'll", "y'allll": "y'all'll", "yall'd've": "y'all'd've", "y'alld've": "y'all'd've", "y'all'dve": "y'all'd've", "youd": "you'd", "youd've": "you'd've", "you'dve": "you'd've", "youll": "you'll", "youre": "you're", "youve": "you've"}  # fmt: skip
     manualMap = {"none": "0", "zero": "0", "one": "1", "two": "2", "three": "3", "four": "4",
                  "five": "5", "six": "6", "seven": "7", "eight": "8", "nine": "9", "ten": "10"}  # fmt: skip
     articles = ["a", "an", "the"]
@@ -43,52 +51,57 @@ class _OfficialVQAEvalOracle:
     punct = [";", r"/", "[", "]", '"', "{", "}", "(", ")", "=", "+", "\\", "_", "-",
              ">", "<", "@", "`", ",", "?", "!"]  # fmt: skip
 
-    def processPunctuation(self, inText):  # noqa: N802
-        outText = inText  # noqa: N806
+    def processPunctuation(self, inText):
+        outText = inText
         for p in self.punct:
-            if (p + " " in inText or " " + p in inText) or (re.search(self.commaStrip, inText) != None):  # noqa: E711
-                outText = outText.replace(p, "")  # noqa: N806
+            if (p + " " in inText or " " + p in inText) or (
+                re.search(self.commaStrip, inText) is not None
+            ):
+                outText = outText.replace(p, "")
             else:
-                outText = outText.replace(p, " ")  # noqa: N806
-        outText = self.periodStrip.sub("", outText, re.UNICODE)  # noqa: N806
+                outText = outText.replace(p, " ")
+        outText = self.periodStrip.sub("", outText, re.UNICODE)
         return outText
 
-    def processDigitArticle(self, inText):  # noqa: N802
-        outText = []  # noqa: N806
-        tempText = inText.lower().split()  # noqa: N806
+    def processDigitArticle(self, inText):
+        outText = []
+        tempText = inText.lower().split()
         for word in tempText:
             word = self.manualMap.setdefault(word, word)
             if word not in self.articles:
                 outText.append(word)
             else:
                 pass
-        for wordId, word in enumerate(outText):  # noqa: N806
+        for wordId, word in enumerate(outText):
             if word in self.contractions:
                 outText[wordId] = self.contractions[word]
-        outText = " ".join(outText)  # noqa: N806
+        outText = " ".join(outText)
         return outText
 
     def question_acc(self, res_answer, gt_answers):
-        answers = [{"answer": a, "answer_confidence": "yes", "answer_id": i + 1} for i, a in enumerate(gt_answers)]
-        for ansDic in answers:  # noqa: N806
+        answers = [
+            {"answer": a, "answer_confidence": "yes", "answer_id": i + 1}
+            for i, a in enumerate(gt_answers)
+        ]
+        for ansDic in answers:
             ansDic["answer"] = ansDic["answer"].replace("\n", " ")
             ansDic["answer"] = ansDic["answer"].replace("\t", " ")
             ansDic["answer"] = ansDic["answer"].strip()
-        resAns = res_answer  # noqa: N806
-        resAns = resAns.replace("\n", " ")  # noqa: N806
-        resAns = resAns.replace("\t", " ")  # noqa: N806
-        resAns = resAns.strip()  # noqa: N806
-        gtAcc = []  # noqa: N806
-        gtAnswers = [ans["answer"] for ans in answers]  # noqa: N806
+        resAns = res_answer
+        resAns = resAns.replace("\n", " ")
+        resAns = resAns.replace("\t", " ")
+        resAns = resAns.strip()
+        gtAcc = []
+        gtAnswers = [ans["answer"] for ans in answers]
         if len(set(gtAnswers)) > 1:
-            for ansDic in answers:  # noqa: N806
+            for ansDic in answers:
                 ansDic["answer"] = self.processPunctuation(ansDic["answer"])
                 ansDic["answer"] = self.processDigitArticle(ansDic["answer"])
-            resAns = self.processPunctuation(resAns)  # noqa: N806
-            resAns = self.processDigitArticle(resAns)  # noqa: N806
-        for gtAnsDatum in answers:  # noqa: N806
-            otherGTAns = [item for item in answers if item != gtAnsDatum]  # noqa: N806
-            matchingAns = [item for item in otherGTAns if item["answer"] == resAns]  # noqa: N806
+            resAns = self.processPunctuation(resAns)
+            resAns = self.processDigitArticle(resAns)
+        for gtAnsDatum in answers:
+            otherGTAns = [item for item in answers if item != gtAnsDatum]
+            matchingAns = [item for item in otherGTAns if item["answer"] == resAns]
             acc = min(1, float(len(matchingAns)) / 3)
             gtAcc.append(acc)
         return float(sum(gtAcc)) / len(gtAcc)
@@ -101,6 +114,7 @@ def test_tables_are_the_official_ones():
     assert len(PUNCTUATION) == 21 and len(set(PUNCTUATION)) == 21
     assert "'" not in PUNCTUATION and ":" not in PUNCTUATION and "." not in PUNCTUATION
     assert len(CONTRACTIONS) == 120
+    assert _OfficialVQAEvalOracle.contractions == CONTRACTIONS
     assert sorted(k for k in CONTRACTIONS if k != k.lower()) == ["I'dve", "Id've", "Im", "Ive"]
     assert CONTRACTIONS["dont"] == "don't" and CONTRACTIONS["somebody'd"] == "somebodyd"
     assert int(re.UNICODE) == MAX_PERIOD_REMOVALS == 32
@@ -109,7 +123,10 @@ def test_tables_are_the_official_ones():
 # ------------------------------------------------------------------------------ scoring rule
 
 
-@pytest.mark.parametrize(("k", "expected"), [(0, 0.0), (1, 30.0), (2, 60.0), (3, 90.0), (4, 100.0), (7, 100.0), (10, 100.0)])
+@pytest.mark.parametrize(
+    ("k", "expected"),
+    [(0, 0.0), (1, 30.0), (2, 60.0), (3, 90.0), (4, 100.0), (7, 100.0), (10, 100.0)],
+)
 def test_k_humans_agreeing(k, expected):
     answers = ["cat"] * k + [f"dog{i}" for i in range(10 - k)]
     assert _acc("cat", answers) == expected
@@ -119,7 +136,9 @@ def test_leave_one_out_exact_mean():
     # k=1: the one matching human, left out, gives 0; the nine others see 1 match -> 1/3 each.
     assert question_accuracy("cat", ["cat"] + ["dog"] * 9) == pytest.approx(9 / 3 / 10)
     # k=3: left out a match -> 2/3 (three times), a non-match -> 1 (seven times).
-    assert question_accuracy("cat", ["cat"] * 3 + ["dog"] * 7) == pytest.approx((3 * 2 / 3 + 7) / 10)
+    assert question_accuracy("cat", ["cat"] * 3 + ["dog"] * 7) == pytest.approx(
+        (3 * 2 / 3 + 7) / 10
+    )
 
 
 def test_unanimous_answers_are_not_normalised():
@@ -246,7 +265,9 @@ def test_matches_official_code_on_random_strings():
     rng = random.Random(0)
     for _ in range(300):
         text = _random_answer(rng)
-        expected = oracle.processDigitArticle(oracle.processPunctuation(text.replace("\n", " ").replace("\t", " ").strip()))
+        expected = oracle.processDigitArticle(
+            oracle.processPunctuation(text.replace("\n", " ").replace("\t", " ").strip())
+        )
         assert normalize_answer(text) == expected, repr(text)
     for _ in range(300):
         pool = [_random_answer(rng) for _ in range(rng.randint(1, 4))]
@@ -256,4 +277,3 @@ def test_matches_official_code_on_random_strings():
             prediction,
             answers,
         )
-

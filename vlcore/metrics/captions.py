@@ -85,7 +85,9 @@ def _check_options(lang: str, segmenter: str, metrics: Sequence[str]) -> tuple[s
 
 def _check_references(references: Mapping[Hashable, Sequence[str]], min_refs: int) -> None:
     if not isinstance(references, Mapping):
-        raise ValueError(f"references must be a dict id -> list of captions, got {type(references).__name__}")
+        raise ValueError(
+            f"references must be a dict id -> list of captions, got {type(references).__name__}"
+        )
     for key, refs in references.items():
         if isinstance(refs, str) or not isinstance(refs, Sequence):
             raise ValueError(f"references[{key!r}] must be a list of captions, got {refs!r}")
@@ -95,7 +97,9 @@ def _check_references(references: Mapping[Hashable, Sequence[str]], min_refs: in
             )
         for ref in refs:
             if not isinstance(ref, str) or not ref.strip():
-                raise ValueError(f"references[{key!r}] holds an empty or non-string caption: {ref!r}")
+                raise ValueError(
+                    f"references[{key!r}] holds an empty or non-string caption: {ref!r}"
+                )
     if len(references) < 2:
         raise ValueError(
             f"{len(references)} image(s) given, at least 2 needed: CIDEr's document frequencies "
@@ -108,7 +112,9 @@ def _check_predictions(
     predictions: Mapping[Hashable, str], references: Mapping[Hashable, Sequence[str]]
 ) -> None:
     if not isinstance(predictions, Mapping):
-        raise ValueError(f"predictions must be a dict id -> caption, got {type(predictions).__name__}")
+        raise ValueError(
+            f"predictions must be a dict id -> caption, got {type(predictions).__name__}"
+        )
     missing = [key for key in references if key not in predictions]
     extra = [key for key in predictions if key not in references]
     if missing or extra:

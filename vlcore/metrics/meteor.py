@@ -68,7 +68,10 @@ class ClosableMeteor(Meteor):
 def meteor_session() -> Iterator[ClosableMeteor]:
     """A running METEOR scorer (use its ``score(gts, res)``), closed when the block ends."""
     start = time.perf_counter()
-    meteor = ClosableMeteor()
+    try:
+        meteor = ClosableMeteor()
+    except FileNotFoundError as err:
+        raise RuntimeError("METEOR needs `java` (>= 8) on PATH; none was found") from err
     logger.debug("METEOR java process %d started", meteor.meteor_p.pid)
     try:
         yield meteor

@@ -64,13 +64,16 @@ def ptb_tokenize(captions: Captions) -> dict[Hashable, list[str]]:
         key: [{"caption": _LINE_BREAKS.sub(" ", caption)} for caption in texts]
         for key, texts in captions.items()
     }
-    tokenized = PTBTokenizer().tokenize(flat)
+    try:
+        tokenized = PTBTokenizer().tokenize(flat)
+    except FileNotFoundError as err:
+        raise RuntimeError("PTBTokenizer needs `java` (>= 8) on PATH; none was found") from err
     # PTBTokenizer pairs output lines with ids by position; a lost line would shift them.
     for key, texts in captions.items():
         if len(tokenized.get(key, ())) != len(texts):
             raise RuntimeError(
                 f"PTBTokenizer returned {len(tokenized.get(key, ()))} caption(s) for {key!r}, "
-                f"expected {len(texts)}: is java (>= 8) on PATH?"
+                f"expected {len(texts)}: did the java tokenizer fail?"
             )
     return {key: tokenized[key] for key in captions}
 
@@ -107,7 +110,9 @@ def segment_chinese(text: str, segmenter: Segmenter = "jieba") -> str:
     return " ".join(token.lower() for token in (t.strip() for t in tokens) if token)
 
 
-def segment_captions(captions: Captions, segmenter: Segmenter = "jieba") -> dict[Hashable, list[str]]:
+def segment_captions(
+    captions: Captions, segmenter: Segmenter = "jieba"
+) -> dict[Hashable, list[str]]:
     """Segment ``id -> [caption, ...]`` (Chinese) into space-separated tokens."""
     return {
         key: [segment_chinese(caption, segmenter) for caption in texts]

@@ -149,16 +149,16 @@ def question_accuracy(prediction: str, answers: Sequence[str]) -> float:
         predicted = process_digit_article(process_punctuation(predicted))
     per_left_out = []
     for left_out in range(len(humans)):
-        matches = sum(
-            1 for i, answer in enumerate(humans) if i != left_out and answer == predicted
-        )
+        matches = sum(1 for i, answer in enumerate(humans) if i != left_out and answer == predicted)
         per_left_out.append(min(1, float(matches) / 3))
     return float(sum(per_left_out)) / len(per_left_out)
 
 
 def _validate(predictions: Mapping[int, str], questions: Sequence[Mapping[str, Any]]) -> None:
     if not isinstance(predictions, Mapping):
-        raise ValueError(f"predictions must be a dict question_id -> answer, got {type(predictions).__name__}")
+        raise ValueError(
+            f"predictions must be a dict question_id -> answer, got {type(predictions).__name__}"
+        )
     if isinstance(questions, (str, bytes, Mapping)) or not isinstance(questions, Sequence):
         raise ValueError(f"questions must be a list of dicts, got {type(questions).__name__}")
     if not questions:
@@ -180,7 +180,9 @@ def _validate(predictions: Mapping[int, str], questions: Sequence[Mapping[str, A
         seen.add(qid)
         answers = question["answers"]
         if isinstance(answers, str) or not isinstance(answers, Sequence):
-            raise ValueError(f"question {qid!r}: answers must be a list of strings, got {answers!r}")
+            raise ValueError(
+                f"question {qid!r}: answers must be a list of strings, got {answers!r}"
+            )
         if len(answers) != N_HUMAN_ANSWERS:
             raise ValueError(
                 f"question {qid!r}: expected {N_HUMAN_ANSWERS} human answers (VQA v2), "
@@ -206,7 +208,9 @@ def _validate(predictions: Mapping[int, str], questions: Sequence[Mapping[str, A
     bad_predictions = {qid: p for qid, p in predictions.items() if not isinstance(p, str)}
     if bad_predictions:
         example = next(iter(bad_predictions.items()))
-        raise ValueError(f"predictions must be strings; question_id {example[0]!r} has {example[1]!r}")
+        raise ValueError(
+            f"predictions must be strings; question_id {example[0]!r} has {example[1]!r}"
+        )
 
 
 def _percent(values: Sequence[float]) -> float:
