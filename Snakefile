@@ -13,6 +13,7 @@ include: "rules/common.smk"
 include: "rules/download.smk"
 include: "rules/clean.smk"
 include: "rules/shard.smk"
+include: "rules/train.smk"
 
 
 rule all:

@@ -67,6 +67,10 @@ def shard_settings(wildcards):
     return experiment(wildcards)["shard"]
 
 
+def tokenizer_settings(wildcards):
+    return experiment(wildcards)["tokenizer"]
+
+
 def lang(wildcards):
     return experiment(wildcards)["lang"]
 

@@ -18,7 +18,7 @@ import dataclasses
 import hashlib
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -312,3 +312,17 @@ def verify_shards(path: str | os.PathLike) -> dict[str, Any]:
     if problems:
         raise ValueError(f"shards in {folder} do not match {MANIFEST_NAME}: " + "; ".join(problems))
     return manifest
+
+
+def read_split(
+    path: str | os.PathLike, split: str, columns: Sequence[str] = ("key", "image_id", "captions")
+) -> list[dict[str, Any]]:
+    """All rows of one split as dicts, reading only ``columns`` (leave out ``image`` for text)."""
+    manifest = load_manifest(path)
+    if split not in manifest["splits"]:
+        raise ValueError(f"unknown split {split!r}; the manifest has {sorted(manifest['splits'])}")
+    rows: list[dict[str, Any]] = []
+    for shard in manifest["splits"][split]["shards"]:
+        table = pq.read_table(Path(manifest["dir"]) / shard["file"], columns=list(columns))
+        rows.extend(table.to_pylist())
+    return rows
