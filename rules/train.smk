@@ -7,14 +7,14 @@ rule train_tokenizer:
         "logs/train_tokenizer/{exp}.log",
     benchmark:
         "benchmarks/train_tokenizer/{exp}.tsv"
-    params:
-        tokenizer=tokenizer_settings,
-        lang=lang,
+    conda:
+        "../envs/vlcore.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=60,
-    conda:
-        "../envs/vlcore.yaml"
+    params:
+        tokenizer=tokenizer_settings,
+        lang=lang,
     script:
         "../scripts/train_tokenizer.py"
