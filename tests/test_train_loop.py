@@ -53,7 +53,12 @@ def config(**kw) -> TrainConfig:
 def test_fit_learns_and_writes_outputs(tmp_path: Path):
     model = make_model()
     history = fit(
-        model, mse, epoch_batches, lambda: epoch_batches(99), config(max_steps=60, lr=5e-2), tmp_path
+        model,
+        mse,
+        epoch_batches,
+        lambda: epoch_batches(99),
+        config(max_steps=60, lr=5e-2),
+        tmp_path,
     )
     losses = [loss for _, loss, _ in history["train"]]
     assert losses[-1] < 0.2 * losses[0]

@@ -9,9 +9,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from vlcore.synthetic import generate
-
 from tests.conftest import run_snakemake
+from vlcore.synthetic import generate
 
 pytestmark = pytest.mark.workflow
 

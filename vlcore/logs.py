@@ -14,7 +14,9 @@ FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 @contextlib.contextmanager
-def rule_logging(log_path: str | os.PathLike, level: int = logging.INFO) -> Iterator[logging.Logger]:
+def rule_logging(
+    log_path: str | os.PathLike, level: int = logging.INFO
+) -> Iterator[logging.Logger]:
     """Send log records (and warnings) to ``log_path`` and stderr for the duration of a job.
 
     An exception escaping the block is written to the log with its traceback, then re-raised,
@@ -22,7 +24,10 @@ def rule_logging(log_path: str | os.PathLike, level: int = logging.INFO) -> Iter
     """
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
     root = logging.getLogger()
-    handlers = [logging.FileHandler(log_path, mode="w", encoding="utf-8"), logging.StreamHandler(sys.stderr)]
+    handlers = [
+        logging.FileHandler(log_path, mode="w", encoding="utf-8"),
+        logging.StreamHandler(sys.stderr),
+    ]
     for handler in handlers:
         handler.setFormatter(logging.Formatter(FORMAT))
         root.addHandler(handler)

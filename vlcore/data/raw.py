@@ -137,8 +137,12 @@ class RawWriter:
 
     def write(self, row: dict[str, Any]) -> None:
         if row["key"] in self._seen:
-            row = {**row, "image": None, "error": "duplicate_key",
-                   "error_detail": f"key {row['key']!r} appeared before"}
+            row = {
+                **row,
+                "image": None,
+                "error": "duplicate_key",
+                "error_detail": f"key {row['key']!r} appeared before",
+            }
         self._seen.add(row["key"])
         self.counts["rows"] += 1
         status = row["error"] or "ok"

@@ -15,7 +15,9 @@ from vlcore.ingest import run_ingest
 logger = logging.getLogger(__name__)
 
 
-def download(source: dict[str, Any], raw_path: str, stats_path: str, *, lang: str, seed: int) -> dict:
+def download(
+    source: dict[str, Any], raw_path: str, stats_path: str, *, lang: str, seed: int
+) -> dict:
     """Ingest the experiment's source into the raw Parquet file."""
     stats = run_ingest(source, raw_path, stats_path, lang=lang, seed=seed)
     logger.info("ingested %s rows (%s ok)", stats.get("rows"), stats.get("ok"))
@@ -38,8 +40,13 @@ def _build(cls: type, settings: dict[str, Any]):
     return cls(**{k: v for k, v in settings.items() if k in names})
 
 
-def clean(settings: dict[str, Any], raw_path: str, clean_path: str, report_path: str,
-          keyword_files: list[str]) -> dict:
+def clean(
+    settings: dict[str, Any],
+    raw_path: str,
+    clean_path: str,
+    report_path: str,
+    keyword_files: list[str],
+) -> dict:
     """Filter the raw rows; write the kept rows and the per-reason report."""
     keywords = list(settings.get("keywords", [])) + read_keywords(keyword_files)
     config = _build(CleanConfig, {**settings, "keywords": keywords})

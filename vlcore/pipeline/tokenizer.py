@@ -37,8 +37,12 @@ def train(shards_dir: str, settings: dict[str, Any], lang: str, out_dir: str) ->
     """
     rows = read_split(shards_dir, "train", columns=TEXT_COLUMNS)
     if not rows:
-        raise ValueError(f"the train split of {shards_dir} is empty: nothing to train a tokenizer on")
+        raise ValueError(
+            f"the train split of {shards_dir} is empty: nothing to train a tokenizer on"
+        )
     config = TokenizerConfig.from_dict({**settings, "lang": lang})
     extra = [style_token(s) for s in styles_of(rows)] + [VQA_SEP_TOKEN]
     tokenizer = train_tokenizer(training_texts(rows), config, out_dir, extra_special_tokens=extra)
-    logger.info("tokenizer: %d tokens (%s, %s), extra tokens %s", len(tokenizer), config.kind, lang, extra)
+    logger.info(
+        "tokenizer: %d tokens (%s, %s), extra tokens %s", len(tokenizer), config.kind, lang, extra
+    )
