@@ -9,11 +9,16 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
+report: "report/workflow.rst"
+
+
 include: "rules/common.smk"
 include: "rules/download.smk"
 include: "rules/clean.smk"
 include: "rules/shard.smk"
 include: "rules/train.smk"
+include: "rules/clip.smk"
+include: "rules/tabulate.smk"
 
 
 rule all:

@@ -71,6 +71,23 @@ def tokenizer_settings(wildcards):
     return experiment(wildcards)["tokenizer"]
 
 
+def training_settings(section, wildcards):
+    """A model section flattened for its trainer, the experiment seed filling a null seed."""
+    settings = {k: v for k, v in experiment(wildcards)[section].items() if k != "train"}
+    train = dict(experiment(wildcards)[section]["train"])
+    if train["seed"] is None:
+        train["seed"] = experiment(wildcards)["seed"]
+    return {**settings, **train}
+
+
+def clip_settings(wildcards):
+    return training_settings("clip", wildcards)
+
+
+def evaluation_settings(wildcards):
+    return experiment(wildcards)["evaluation"]
+
+
 def lang(wildcards):
     return experiment(wildcards)["lang"]
 
@@ -81,7 +98,7 @@ def seed(wildcards):
 
 def get_final_output():
     """What `snakemake` with no target builds: every artifact of each experiment in `run`."""
-    return expand(
-        [rules.shard_dataset.output.shards, rules.clean_pairs.output.report],
-        exp=RUN,
-    )
+    return [
+        *expand(rules.clean_pairs.output.report, exp=RUN),
+        "results/retrieval.json",
+    ]

@@ -10,7 +10,12 @@
 Each module's docstring cites its source and the version of the protocol it follows.
 """
 
-from vlcore.metrics.captions import METRICS, human_agreement, score_captions
+from vlcore.metrics.captions import (
+    METRICS,
+    human_agreement,
+    score_captions,
+    score_captions_leave_one_out,
+)
 from vlcore.metrics.retrieval import chance_recall, retrieval_recall
 from vlcore.metrics.tokenization import segment_chinese
 from vlcore.metrics.vqa import normalize_answer, question_accuracy, vqa_accuracy
@@ -19,6 +24,7 @@ __all__ = [
     "METRICS",
     "chance_recall",
     "human_agreement",
+    "score_captions_leave_one_out",
     "normalize_answer",
     "question_accuracy",
     "retrieval_recall",

@@ -298,3 +298,40 @@ def human_agreement(
     report = _report(mean, mean_per_image, metrics, lang, segmenter, len(ids), n_refs)
     report.update({"rounds": rounds, "per_round": per_round})
     return report
+
+
+def score_captions_leave_one_out(
+    predictions: Mapping[Hashable, str],
+    references: Mapping[Hashable, Sequence[str]],
+    lang: Lang = "en",
+    segmenter: Segmenter = "jieba",
+    metrics: Sequence[str] = ("BLEU", "ROUGE_L", "CIDEr"),
+) -> dict[str, Any]:
+    """Score predictions against the same reference sets :func:`human_agreement` uses.
+
+    Round r drops every image's reference r (r in ``0..k-1``, k the smallest reference
+    count) and scores the predictions against the rest; the corpus scores are averaged over
+    rounds. A model row computed this way and the human row see identical references, so
+    "at least human agreement" compares like with like.
+
+    Returns the corpus scores (``BLEU-1``.. ``CIDEr``), ``rounds`` and ``per_round``.
+    """
+    metrics = _check_options(lang, segmenter, metrics)
+    _check_references(references, min_refs=2)
+    _check_predictions(predictions, references)
+    ids = list(references)
+    combined: dict[Hashable, list[str]] = {("ref", key): list(references[key]) for key in ids}
+    combined.update({("pred", key): [predictions[key]] for key in ids})
+    tokenized = _tokenize(combined, lang, segmenter)
+    res = {key: tokenized[("pred", key)] for key in ids}
+    rounds = min(len(tokenized[("ref", key)]) for key in ids)
+    per_round: list[Corpus] = []
+    with _maybe_meteor(metrics, lang) as meteor:
+        for r in range(rounds):
+            gts = {
+                key: tokenized[("ref", key)][:r] + tokenized[("ref", key)][r + 1 :] for key in ids
+            }
+            corpus, _ = _score_tokenized(gts, res, metrics, meteor)
+            per_round.append(corpus)
+    mean = {name: sum(c[name] for c in per_round) / rounds for name in per_round[0]}
+    return {**mean, "rounds": rounds, "per_round": per_round}

@@ -208,6 +208,10 @@ def fit(
             train_loss = all_reduce_mean(loss_sum, runtime)
             history["train"].append([step, train_loss, scheduler.get_last_lr()[0]])
             bar.set_postfix(loss=f"{train_loss:.4f}")
+        if step % max(1, config.max_steps // 20) == 0 and runtime.is_main:
+            # A line every 5% for logs (the progress bar is quiet off a terminal).
+            logger.info("step %d/%d  loss %.4f  lr %.2e", step, config.max_steps, loss_sum,
+                        scheduler.get_last_lr()[0])  # fmt: skip
         val_due = config.val_every and step % config.val_every == 0
         if val_batches is not None and (val_due or step == config.max_steps):
             val_loss = evaluate(wrapped, loss_fn, val_batches(), runtime, config.val_batches)

@@ -1,0 +1,17 @@
+"""train_clip: contrastive image-text training with open_clip on the experiment's shards."""
+
+from pathlib import Path
+
+import torch
+
+from vlcore.logs import rule_logging
+from vlcore.pipeline.clip import train_clip
+
+with rule_logging(snakemake.log[0]):
+    torch.set_num_threads(snakemake.threads)
+    train_clip(
+        snakemake.input.shards,
+        snakemake.input.tokenizer,
+        snakemake.params.clip,
+        Path(snakemake.output.model).parent,
+    )
