@@ -18,6 +18,8 @@ include: "rules/clean.smk"
 include: "rules/shard.smk"
 include: "rules/train.smk"
 include: "rules/clip.smk"
+include: "rules/captioner.smk"
+include: "rules/evaluate.smk"
 include: "rules/tabulate.smk"
 
 

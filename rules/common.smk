@@ -18,6 +18,7 @@ RUN = config["run"]
 
 wildcard_constraints:
     exp="|".join(re.escape(name) for name in EXPERIMENTS),
+    captioner="vit_gpt2|clip_prefix",
 
 
 def experiment(wildcards):
@@ -84,6 +85,70 @@ def clip_settings(wildcards):
     return training_settings("clip", wildcards)
 
 
+def captioner_settings(wildcards):
+    section = experiment(wildcards)["captioners"][wildcards.captioner]
+    settings = {k: v for k, v in section.items() if k != "train"}
+    train = dict(section["train"])
+    if train["seed"] is None:
+        train["seed"] = experiment(wildcards)["seed"]
+    return {**settings, **train}
+
+
+def captioner_inputs(wildcards):
+    """clip_prefix starts from the experiment's trained CLIP image encoder."""
+    inputs = {
+        "shards": rules.shard_dataset.output.shards.format(exp=wildcards.exp),
+        "tokenizer": rules.train_tokenizer.output.tokenizer.format(exp=wildcards.exp),
+    }
+    if wildcards.captioner == "clip_prefix":
+        inputs["clip"] = rules.train_clip.output.model.format(exp=wildcards.exp)
+    return inputs
+
+
+def vqa_captioner_model(wildcards):
+    name = experiment(wildcards)["captioners"]["vqa_with"]
+    return rules.train_captioner.output.model.format(exp=wildcards.exp, captioner=name)
+
+
+def captioners_of(name):
+    return EXPERIMENTS[name]["captioners"]["run"]
+
+
+def has_vqa(name):
+    return EXPERIMENTS[name]["captioners"]["vqa_with"] is not None
+
+
+def caption_tables():
+    """Per experiment of the run: its captioners' score files and its baseline file."""
+    return {
+        name: {
+            "lang": EXPERIMENTS[name]["lang"],
+            "scores": [
+                rules.score_captions.output.scores.format(exp=name, captioner=c)
+                for c in captioners_of(name)
+            ],
+            "baselines": rules.score_caption_baselines.output.scores.format(exp=name),
+        }
+        for name in RUN
+    }
+
+
+def caption_table_files(wildcards):
+    return [
+        f
+        for entry in caption_tables().values()
+        for f in [*entry["scores"], entry["baselines"]]
+    ]
+
+
+def vqa_tables():
+    return {
+        name: rules.score_vqa.output.scores.format(exp=name)
+        for name in RUN
+        if has_vqa(name)
+    }
+
+
 def evaluation_settings(wildcards):
     return experiment(wildcards)["evaluation"]
 
@@ -100,5 +165,7 @@ def get_final_output():
     """What `snakemake` with no target builds: every artifact of each experiment in `run`."""
     return [
         *expand(rules.clean_pairs.output.report, exp=RUN),
-        "results/retrieval.json",
+        rules.tabulate_captions.output.table,
+        rules.tabulate_retrieval.output.table,
+        *([rules.tabulate_vqa.output.table] if vqa_tables() else []),
     ]

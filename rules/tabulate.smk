@@ -15,3 +15,41 @@ rule tabulate_retrieval:
         experiments=RUN,
     script:
         "../scripts/tabulate_retrieval.py"
+
+
+rule tabulate_captions:
+    input:
+        caption_table_files,
+    output:
+        table="results/cider.json",
+    log:
+        "logs/tabulate_captions/all.log",
+    conda:
+        "../envs/vlcore.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        tables=caption_tables(),
+    script:
+        "../scripts/tabulate_captions.py"
+
+
+rule tabulate_vqa:
+    input:
+        scores=list(vqa_tables().values()),
+    output:
+        table="results/vqa.json",
+    log:
+        "logs/tabulate_vqa/all.log",
+    conda:
+        "../envs/vlcore.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        experiments=list(vqa_tables()),
+    script:
+        "../scripts/tabulate_vqa.py"

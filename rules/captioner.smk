@@ -1,0 +1,77 @@
+rule train_captioner:
+    input:
+        unpack(captioner_inputs),
+    output:
+        model="results/{exp}/captioners/{captioner}/model.safetensors",
+        config="results/{exp}/captioners/{captioner}/captioner.json",
+        history="results/{exp}/captioners/{captioner}/history.json",
+        curve=report(
+            "results/{exp}/captioners/{captioner}/loss_curve.png",
+            caption="../report/loss_curve.rst",
+            category="Training",
+            subcategory="{exp}",
+            labels={"model": "{captioner}", "experiment": "{exp}"},
+        ),
+    log:
+        "logs/train_captioner/{exp}/{captioner}.log",
+    benchmark:
+        "benchmarks/train_captioner/{exp}-{captioner}.tsv"
+    conda:
+        "../envs/vlcore.yaml"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=240,
+        gpu=1,
+    params:
+        captioner=captioner_settings,
+    script:
+        "../scripts/train_captioner.py"
+
+
+rule generate_captions:
+    input:
+        shards=rules.shard_dataset.output.shards,
+        model=rules.train_captioner.output.model,
+    output:
+        coco="results/{exp}/captions/{captioner}.json",
+        tsv="results/{exp}/captions/{captioner}.tsv",
+    log:
+        "logs/generate_captions/{exp}/{captioner}.log",
+    benchmark:
+        "benchmarks/generate_captions/{exp}-{captioner}.tsv"
+    conda:
+        "../envs/vlcore.yaml"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=60,
+        gpu=1,
+    params:
+        captioner=captioner_settings,
+        evaluation=evaluation_settings,
+    script:
+        "../scripts/generate_captions.py"
+
+
+rule answer_questions:
+    input:
+        shards=rules.shard_dataset.output.shards,
+        model=vqa_captioner_model,
+    output:
+        answers="results/{exp}/vqa/answers.json",
+    log:
+        "logs/answer_questions/{exp}.log",
+    benchmark:
+        "benchmarks/answer_questions/{exp}.tsv"
+    conda:
+        "../envs/vlcore.yaml"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=60,
+        gpu=1,
+    params:
+        evaluation=evaluation_settings,
+    script:
+        "../scripts/answer_questions.py"

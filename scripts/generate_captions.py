@@ -1,0 +1,20 @@
+"""generate_captions: beam-search captions for the evaluation split (COCO JSON + EasyNLP TSV)."""
+
+from pathlib import Path
+
+import torch
+
+from vlcore.logs import rule_logging
+from vlcore.pipeline.captioner import generate_captions
+
+with rule_logging(snakemake.log[0]):
+    torch.set_num_threads(snakemake.threads)
+    generate_captions(
+        snakemake.wildcards.captioner,
+        Path(snakemake.input.model).parent,
+        snakemake.input.shards,
+        snakemake.params.evaluation["split"],
+        snakemake.params.captioner,
+        snakemake.output.coco,
+        snakemake.output.tsv,
+    )
