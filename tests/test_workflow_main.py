@@ -42,7 +42,7 @@ TARGETS = ("results/cider.json", "results/vqa.json", "results/retrieval.json")
 def tiny_main(tmp_path_factory) -> Path:
     workdir = copy_workflow(tmp_path_factory.mktemp("main"))
     (workdir / "tiny.yaml").write_text(TINY)
-    run_snakemake(workdir, "--cores", "2", "--configfile", "tiny.yaml", *TARGETS)
+    run_snakemake(workdir, *TARGETS, "--cores", "2", "--configfile", "tiny.yaml")
     return workdir
 
 
@@ -70,6 +70,6 @@ def test_tables_hold_models_and_reference_rows(tiny_main: Path):
 
 def test_same_config_and_seed_give_identical_metrics(tiny_main: Path):
     before = {name: read(tiny_main, name.split("/")[1]) for name in TARGETS}
-    run_snakemake(tiny_main, "--cores", "2", "--configfile", "tiny.yaml", "--forceall", *TARGETS)
+    run_snakemake(tiny_main, *TARGETS, "--cores", "2", "--forceall", "--configfile", "tiny.yaml")
     after = {name: read(tiny_main, name.split("/")[1]) for name in TARGETS}
     assert before == after
