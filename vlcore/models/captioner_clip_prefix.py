@@ -1,0 +1,242 @@
+"""CLIP-prefix captioning and VQA: a CLIP image encoder, a mapping network and a GPT-2 decoder.
+
+ClipCap (Mokady et al., "ClipCap: CLIP Prefix for Image Captioning", 2021), in the family of
+GIT (Wang et al., 2022) and EasyNLP's CLIP+GPT captioner: the experiment's trained CLIP encodes
+the image (frozen, or tuned with ``train_clip``), a mapping network (:mod:`vlcore.models.mapping`)
+turns its features into ``prefix_length`` embeddings, and a GPT-2 reads them as if they were
+the first tokens of the text::
+
+    [prefix_1 .. prefix_P] <bos> [<style:Happy>] a red circle ... <eos>
+    [prefix_1 .. prefix_P] <bos> question: how many shapes are there? answer: 2 <eos>
+
+The second line is how it answers VQA questions: the question is a text prompt and the loss
+covers only the answer. The decoder is a tiny random-init GPT-2 by default, or a pretrained
+one (``decoder_pretrained``: hub name or local folder), tuned or frozen (``train_decoder``;
+ClipCap's frozen-GPT-2 variant goes with the ``transformer`` mapping).
+
+Shapes: images ``B 3 H W`` in [0, 1], prefix ``B P E``, texts ``S L``, ``image_index`` ``S``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+from open_clip.model import _build_vision_tower
+from torch import nn
+
+from vlcore.models.captioner_vit_gpt2 import normalize_images
+from vlcore.models.generation import (
+    TextIds,
+    decoder_from_config,
+    sequence_losses,
+    text_decoder,
+)
+from vlcore.models.mapping import MAPPINGS, build_mapping
+
+logger = logging.getLogger(__name__)
+
+FEATURES = ("pooled", "tokens")
+
+
+@dataclass
+class ClipPrefixConfig:
+    """The ``clip_prefix`` architecture (a preset JSON, plus the experiment's overrides)."""
+
+    # embeddings the mapping writes in front of the text (ignored by mlp on tokens: one per patch)
+    prefix_length: int = 10
+    # mlp (ClipCap MLP) or transformer (ClipCap transformer mapper)
+    mapping: Literal["mlp", "transformer"] = "transformer"
+    # transformer mapping: depth, heads, and tokens a pooled embedding is spread over
+    mapping_layers: int = 2
+    mapping_heads: int = 4
+    clip_length: int = 10
+    # pooled: CLIP's image embedding (ClipCap); tokens: its patch tokens (GIT) - where is what
+    features: Literal["pooled", "tokens"] = "pooled"
+    # tune the CLIP image encoder too (else frozen, as in ClipCap)
+    train_clip: bool = False
+    # tune the decoder (ClipCap's frozen-GPT-2 variant sets this false)
+    train_decoder: bool = True
+    # GPT2Config fields for a random-init decoder; vocab and special ids come from the tokenizer
+    decoder: dict[str, Any] = field(default_factory=dict)
+    # a hub name or local folder of a pretrained causal LM (replaces `decoder`)
+    decoder_pretrained: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.mapping not in MAPPINGS:
+            raise ValueError(f"mapping {self.mapping!r} is unknown; expected one of {MAPPINGS}")
+        if self.features not in FEATURES:
+            raise ValueError(f"features {self.features!r} is unknown; expected one of {FEATURES}")
+        for name in ("prefix_length", "mapping_layers", "mapping_heads", "clip_length"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"clip_prefix {name} must be >= 1, got {getattr(self, name)}")
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> ClipPrefixConfig:
+        allowed = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - allowed - {"name", "description"})
+        if unknown:
+            raise ValueError(
+                f"unknown clip_prefix model option(s) {unknown}; allowed: "
+                f"{', '.join(sorted(allowed))}"
+            )
+        return cls(**{k: v for k, v in values.items() if k in allowed})
+
+
+def clip_vision_spec(clip) -> dict[str, Any]:
+    """What rebuilds the image tower of a :class:`vlcore.models.clip.Clip` without its folder."""
+    size = clip.model.visual.image_size
+    size = list(size) if isinstance(size, (tuple, list)) else [size, size]
+    return {
+        "embed_dim": int(clip.model_cfg["embed_dim"]),
+        "vision_cfg": clip.model_cfg["vision_cfg"],
+        "quick_gelu": bool(clip.model_cfg.get("quick_gelu", False)),
+        "image_size": [int(s) for s in size],
+        "mean": [float(v) for v in clip.preprocess_cfg["mean"]],
+        "std": [float(v) for v in clip.preprocess_cfg["std"]],
+        "source": clip.source,
+    }
+
+
+class ClipPrefixCaptioner(nn.Module):
+    """CLIP image tower -> mapping -> prefix -> GPT-2 (see the module docstring)."""
+
+    name = "clip_prefix"
+
+    def __init__(
+        self, visual: nn.Module, decoder: nn.Module, config: ClipPrefixConfig, clip_spec: dict
+    ):
+        super().__init__()
+        self.config = config
+        self.clip_spec = clip_spec
+        self.visual = visual
+        self.decoder = decoder
+        tokens = config.features == "tokens"
+        if tokens and not hasattr(visual, "output_tokens"):
+            raise ValueError(
+                f"features 'tokens' needs an open_clip VisionTransformer image tower; this CLIP "
+                f"has {type(visual).__name__}: use features 'pooled'"
+            )
+        if tokens:
+            visual.output_tokens = True
+            in_dim = int(clip_spec["vision_cfg"]["width"])
+        else:
+            in_dim = int(clip_spec["embed_dim"])
+        self.mapping = build_mapping(
+            config.mapping,
+            in_dim,
+            decoder.get_input_embeddings().embedding_dim,
+            config.prefix_length,
+            tokens=tokens,
+            clip_length=config.clip_length,
+            num_layers=config.mapping_layers,
+            num_heads=config.mapping_heads,
+        )
+        self.register_buffer("image_mean", torch.tensor(clip_spec["mean"]).view(1, 3, 1, 1), False)
+        self.register_buffer("image_std", torch.tensor(clip_spec["std"]).view(1, 3, 1, 1), False)
+        self.visual.requires_grad_(config.train_clip)
+        self.decoder.requires_grad_(config.train_decoder)
+        self.train()
+
+    # -- construction --------------------------------------------------------------------
+
+    @classmethod
+    def build(cls, config: ClipPrefixConfig, text: TextIds, clip) -> ClipPrefixCaptioner:
+        """A new captioner on the image tower of ``clip`` (a loaded
+        :class:`vlcore.models.clip.Clip`; its weights are kept); seed torch first."""
+        decoder = text_decoder(text, config.decoder, config.decoder_pretrained)
+        return cls(clip.model.visual, decoder, config, clip_vision_spec(clip))
+
+    def spec(self) -> dict[str, Any]:
+        """Everything :meth:`from_spec` needs to rebuild this architecture (no hub access)."""
+        return {
+            "config": dataclasses.asdict(self.config),
+            "clip": self.clip_spec,
+            "decoder_config": self.decoder.config.to_dict(),
+        }
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any], text: TextIds) -> ClipPrefixCaptioner:
+        """The architecture saved by :meth:`spec`, randomly initialised (load weights next)."""
+        clip = spec["clip"]
+        visual = _build_vision_tower(clip["embed_dim"], clip["vision_cfg"], clip["quick_gelu"])
+        decoder = decoder_from_config(spec["decoder_config"])
+        return cls(visual, decoder, ClipPrefixConfig.from_dict(spec["config"]), dict(clip))
+
+    def train(self, mode: bool = True) -> ClipPrefixCaptioner:
+        """As ``nn.Module.train``, but a frozen image tower always stays in eval mode."""
+        super().train(mode)
+        if not self.config.train_clip:
+            self.visual.eval()
+        return self
+
+    # -- forward ------------------------------------------------------------------------
+
+    def image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """``B 3 H W`` in [0, 1] -> pooled ``B D`` or patch tokens ``B N W``."""
+        height, width = self.clip_spec["image_size"]
+        if height != width:
+            raise ValueError(f"CLIP image size must be square, got {height}x{width}")
+        x = normalize_images(pixel_values, height, self.image_mean, self.image_std)
+        with torch.set_grad_enabled(self.config.train_clip and torch.is_grad_enabled()):
+            out = self.visual(x)
+        return out[1] if self.config.features == "tokens" else out
+
+    def prefix(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """The decoder-space prefix ``B P E`` of each image."""
+        return self.mapping(self.image_features(pixel_values))
+
+    def _embed(self, prefix: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
+        tokens = self.decoder.get_input_embeddings()(input_ids)
+        return torch.cat([prefix.to(tokens.dtype), tokens], dim=1)
+
+    def text_logits(
+        self,
+        pixel_values: torch.Tensor,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        image_index: torch.Tensor,
+    ) -> torch.Tensor:
+        """Next-token logits ``S L V`` at the text positions (the prefix's are dropped)."""
+        prefix = self.prefix(pixel_values)[image_index]
+        n_prefix = prefix.shape[1]
+        mask = torch.cat([attention_mask.new_ones(len(input_ids), n_prefix), attention_mask], 1)
+        out = self.decoder(
+            inputs_embeds=self._embed(prefix, input_ids), attention_mask=mask, use_cache=False
+        )
+        return out.logits[:, n_prefix:]
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        image_index: torch.Tensor,
+        labels: torch.Tensor,
+        label_smoothing: float = 0.0,
+    ) -> torch.Tensor:
+        """Per-token cross-entropy ``S L-1`` (0 where ``labels`` is -100); see
+        :func:`vlcore.models.generation.sequence_losses`."""
+        logits = self.text_logits(pixel_values, input_ids, attention_mask, image_index)
+        return sequence_losses(logits, labels, label_smoothing)
+
+    @torch.no_grad()
+    def generate_tokens(
+        self, pixel_values: torch.Tensor, prompt_ids: torch.Tensor, **generate_kwargs
+    ) -> torch.Tensor:
+        """Continue prefix + ``prompt_ids`` (``B K``: ``<bos>`` [+ style], or ``<bos>`` +
+        question) with the KV cache; returns only the new tokens ``B T``."""
+        embeds = self._embed(self.prefix(pixel_values), prompt_ids)
+        cfg = self.decoder.config
+        return self.decoder.generate(
+            inputs_embeds=embeds,
+            attention_mask=torch.ones(embeds.shape[:2], dtype=torch.long, device=embeds.device),
+            bos_token_id=cfg.bos_token_id,
+            eos_token_id=cfg.eos_token_id,
+            pad_token_id=cfg.pad_token_id,
+            **generate_kwargs,
+        )

@@ -1,0 +1,208 @@
+"""ViT-GPT2: a vision transformer encoder and a GPT-2 decoder that cross-attends to its patches.
+
+The Hugging Face ``VisionEncoderDecoderModel`` layout (Li et al., "TrOCR", 2021; the
+"vit-gpt2 image captioning" models): ViT (Dosovitskiy et al., 2021) encodes the image into
+patch embeddings, GPT-2 (Radford et al., 2019) with a cross-attention block in every layer
+writes the caption. By default both are tiny and randomly initialised (``vit_gpt2_tiny``
+preset); ``encoder_pretrained`` / ``decoder_pretrained`` name a Hugging Face model or a local
+folder instead (``google/vit-base-patch16-224-in21k`` + ``gpt2``, or a Chinese GPT-2), as the
+``vit_gpt2_base`` preset does.
+
+Shapes: images ``B 3 H W`` in [0, 1] (resized to the encoder's ``image_size`` and normalised
+here), text ``S L`` token ids, ``image_index`` ``S`` (which image each text belongs to, so one
+encoded image serves several captions), logits ``S L V``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import AutoConfig, AutoModel, PreTrainedModel, VisionEncoderDecoderModel
+
+from vlcore.models.generation import (
+    TextIds,
+    decoder_from_config,
+    from_pretrained,
+    sequence_losses,
+    text_decoder,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ViTGPT2Config:
+    """The ``vit_gpt2`` architecture (a preset JSON, plus the experiment's overrides)."""
+
+    # ViTConfig fields for a random-init encoder; image_size null = the shards' image size
+    encoder: dict[str, Any] = field(default_factory=dict)
+    # GPT2Config fields for a random-init decoder; vocab and special ids come from the tokenizer
+    decoder: dict[str, Any] = field(default_factory=dict)
+    # a hub name or local folder of a pretrained vision encoder (replaces `encoder`)
+    encoder_pretrained: str | None = None
+    # a hub name or local folder of a pretrained causal LM (replaces `decoder`); it gains
+    # cross-attention layers (randomly initialised) and is resized to the tokenizer
+    decoder_pretrained: str | None = None
+    # per-channel normalisation of [0, 1] images; ViT in21k uses 0.5 / 0.5
+    image_mean: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
+    image_std: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> ViTGPT2Config:
+        allowed = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - allowed - {"name", "description"})
+        if unknown:
+            raise ValueError(
+                f"unknown vit_gpt2 model option(s) {unknown}; allowed: {', '.join(sorted(allowed))}"
+            )
+        return cls(**{k: v for k, v in values.items() if k in allowed})
+
+
+def _vision_encoder(config: Any = None, pretrained: str | None = None) -> PreTrainedModel:
+    """A vision encoder without a pooling head (its weights would get no gradient under DDP)."""
+    for kwargs in ({"add_pooling_layer": False}, {}):
+        try:
+            if pretrained is not None:
+                return from_pretrained(AutoModel, pretrained, "vision encoder", **kwargs)
+            return AutoModel.from_config(config, **kwargs)
+        except TypeError:  # this encoder class takes no add_pooling_layer
+            continue
+    raise AssertionError("unreachable")
+
+
+def normalize_images(
+    pixel_values: torch.Tensor, image_size: int, mean: torch.Tensor, std: torch.Tensor
+) -> torch.Tensor:
+    """``B 3 H W`` in [0, 1] -> resized to ``image_size`` and normalised per channel."""
+    if pixel_values.shape[-1] != image_size or pixel_values.shape[-2] != image_size:
+        pixel_values = F.interpolate(
+            pixel_values,
+            size=(image_size, image_size),
+            mode="bilinear",
+            antialias=True,
+            align_corners=False,
+        )
+    return (pixel_values - mean) / std
+
+
+class ViTGPT2Captioner(nn.Module):
+    """``VisionEncoderDecoderModel`` (ViT + GPT-2 with cross-attention) with image
+    preprocessing, the shared token loss, and generation from a prompt (``<bos>`` [+ style])."""
+
+    name = "vit_gpt2"
+
+    def __init__(self, model: VisionEncoderDecoderModel, image_mean, image_std):
+        super().__init__()
+        self.model = model
+        self.register_buffer("image_mean", torch.tensor(image_mean).view(1, 3, 1, 1), False)
+        self.register_buffer("image_std", torch.tensor(image_std).view(1, 3, 1, 1), False)
+
+    # -- construction --------------------------------------------------------------------
+
+    @classmethod
+    def build(cls, config: ViTGPT2Config, text: TextIds, image_size: int) -> ViTGPT2Captioner:
+        """A new model (random init, or the named pretrained parts); seed torch first."""
+        if config.encoder_pretrained is not None:
+            encoder = _vision_encoder(pretrained=config.encoder_pretrained)
+        else:
+            enc = {"model_type": "vit", **config.encoder}
+            if enc.get("image_size") is None:
+                enc["image_size"] = image_size
+            encoder = _vision_encoder(AutoConfig.for_model(**enc))
+        decoder = text_decoder(
+            text, config.decoder, config.decoder_pretrained, cross_attention=True
+        )
+        return cls(cls._join(encoder, decoder, text), config.image_mean, config.image_std)
+
+    @staticmethod
+    def _join(encoder, decoder, text: TextIds) -> VisionEncoderDecoderModel:
+        model = VisionEncoderDecoderModel(encoder=encoder, decoder=decoder)
+        for cfg in (model.config, model.generation_config):
+            cfg.decoder_start_token_id = text.bos
+            cfg.bos_token_id = text.bos
+            cfg.eos_token_id = text.eos
+            cfg.pad_token_id = text.pad
+        return model
+
+    def spec(self) -> dict[str, Any]:
+        """Everything :meth:`from_spec` needs to rebuild this architecture (no hub access)."""
+        return {
+            "encoder_config": self.model.config.encoder.to_dict(),
+            "decoder_config": self.model.config.decoder.to_dict(),
+            "image_mean": self.image_mean.flatten().tolist(),
+            "image_std": self.image_std.flatten().tolist(),
+        }
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any], text: TextIds) -> ViTGPT2Captioner:
+        """The architecture saved by :meth:`spec`, randomly initialised (load weights next)."""
+        encoder = _vision_encoder(AutoConfig.for_model(**spec["encoder_config"]))
+        decoder = decoder_from_config(spec["decoder_config"])
+        return cls(cls._join(encoder, decoder, text), spec["image_mean"], spec["image_std"])
+
+    # -- forward ------------------------------------------------------------------------
+
+    @property
+    def image_size(self) -> int:
+        return int(self.model.config.encoder.image_size)
+
+    def encode(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Images ``B 3 H W`` in [0, 1] -> encoder states ``B N D`` in the decoder's width."""
+        x = normalize_images(pixel_values, self.image_size, self.image_mean, self.image_std)
+        states = self.model.encoder(pixel_values=x).last_hidden_state
+        proj = getattr(self.model, "enc_to_dec_proj", None)
+        return proj(states) if proj is not None else states
+
+    def text_logits(
+        self,
+        pixel_values: torch.Tensor,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        image_index: torch.Tensor,
+    ) -> torch.Tensor:
+        """Next-token logits ``S L V`` for texts ``S L`` about images ``image_index``."""
+        states = self.encode(pixel_values)[image_index]
+        out = self.model.decoder(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            encoder_hidden_states=states,
+            use_cache=False,
+        )
+        return out.logits
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        image_index: torch.Tensor,
+        labels: torch.Tensor,
+        label_smoothing: float = 0.0,
+    ) -> torch.Tensor:
+        """Per-token cross-entropy ``S L-1`` (0 where ``labels`` is -100); see
+        :func:`vlcore.models.generation.sequence_losses`."""
+        logits = self.text_logits(pixel_values, input_ids, attention_mask, image_index)
+        return sequence_losses(logits, labels, label_smoothing)
+
+    @torch.no_grad()
+    def generate_tokens(
+        self, pixel_values: torch.Tensor, prompt_ids: torch.Tensor, **generate_kwargs
+    ) -> torch.Tensor:
+        """Continue ``prompt_ids`` (``B K``, e.g. ``<bos> <style:Happy>``) for each image;
+        returns only the new tokens ``B T``."""
+        x = normalize_images(pixel_values, self.image_size, self.image_mean, self.image_std)
+        out = self.model.generate(
+            pixel_values=x,
+            decoder_input_ids=prompt_ids,
+            attention_mask=None,
+            decoder_attention_mask=torch.ones_like(prompt_ids),
+            **generate_kwargs,
+        )
+        return out[:, prompt_ids.shape[1] :]

@@ -1,0 +1,681 @@
+"""Entry points of the captioner stages: ``train_captioner``, ``generate_captions`` and
+``answer_questions``, for both captioners (``vit_gpt2``, ``clip_prefix``).
+
+Every training step takes a batch of images and, for each image, a few texts drawn afresh
+from ``(seed, epoch, key)`` (the same draw on any process layout): ``captions_per_image``
+neutral captions, ``styled_per_image`` styled captions (conditioned on their style token), and
+``questions_per_image`` VQA questions with their answer. Each image is encoded once and serves
+all its texts. The loss is the mean cross-entropy over caption tokens plus ``vqa_weight``
+times the mean over answer tokens (the sequence formats are in
+:mod:`vlcore.models.generation`). The loop is the shared :func:`vlcore.train.loop.fit`.
+
+    train_captioner("clip_prefix", "results/default/shards", "results/default/tokenizer",
+                    "results/default/clip", {"max_steps": 1200}, "results/default/clip_prefix")
+    generate_captions("clip_prefix", "results/default/clip_prefix", "results/default/shards",
+                      "test", {}, "captions.json", "captions.tsv")
+    answer_questions("results/default/clip_prefix", "results/default/shards", "test", {},
+                     "answers.json")
+
+A trained captioner is a folder that reloads without knowing how it was made
+(:func:`load_captioner`)::
+
+    model.safetensors   weights (the CLIP image tower included, for clip_prefix)
+    captioner.json      name, architecture spec (Hugging Face configs), styles, VQA prompt
+    tokenizer/          the experiment's tokenizer plus the style tokens it learned
+    history.json, train_config.json, loss_curve.png   (from the training loop)
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import functools
+import logging
+import os
+import random
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+from transformers import PreTrainedTokenizerBase
+
+from vlcore.config import deep_update
+from vlcore.data.shard import load_manifest
+from vlcore.data.stream import ShardStream, collate
+from vlcore.ids import stable_hash
+from vlcore.io import atomic_dir, atomic_path, read_json, write_json
+from vlcore.metrics.vqa import normalize_answer
+from vlcore.models.captioner_clip_prefix import ClipPrefixCaptioner, ClipPrefixConfig
+from vlcore.models.captioner_vit_gpt2 import ViTGPT2Captioner, ViTGPT2Config
+from vlcore.models.generation import (
+    IGNORE,
+    VQA_PROMPT,
+    DecodingConfig,
+    TextIds,
+    answer_ids,
+    answer_image_questions,
+    caption_images,
+    question_prompt,
+    style_token_id,
+)
+from vlcore.text import load_tokenizer, style_token
+from vlcore.train.checkpoint import load_weights
+from vlcore.train.loop import TrainConfig, fit
+from vlcore.train.runtime import pick_device, setup_runtime, teardown_runtime
+
+logger = logging.getLogger(__name__)
+
+CAPTIONERS = {"vit_gpt2": ViTGPT2Captioner, "clip_prefix": ClipPrefixCaptioner}
+MODEL_CONFIGS = {"vit_gpt2": ViTGPT2Config, "clip_prefix": ClipPrefixConfig}
+DEFAULT_PRESETS = {"vit_gpt2": "vit_gpt2_tiny", "clip_prefix": "clip_prefix_tiny"}
+DEFAULT_QUESTIONS_PER_IMAGE = {"vit_gpt2": 0, "clip_prefix": 4}
+PRESET_DIR = Path(__file__).resolve().parent.parent / "presets" / "captioner"
+RECORD_FILE = "captioner.json"
+TOKENIZER_DIR = "tokenizer"
+WEIGHTS_FILE = "model.safetensors"
+FORMAT_VERSION = 1
+TASK_CAPTION, TASK_ANSWER = 0, 1
+
+
+# -- settings ---------------------------------------------------------------------------------
+
+
+@dataclass
+class CaptionerSettings:
+    """A ``captioners.<name>:`` config section besides its :class:`TrainConfig` fields."""
+
+    # architecture: a preset in vlcore/presets/captioner or a JSON file; null = <name>_tiny
+    preset: str | None = None
+    # deep-merged into the preset, e.g. {"decoder_pretrained": "gpt2"} or {"decoder": {...}}
+    model: dict[str, Any] = field(default_factory=dict)
+    # images per process and micro-batch (each brings several texts, see below)
+    batch_size: int = 32
+    # tokens per text sequence, <bos>, style token and <eos> included (longer ones are cut)
+    max_length: int = 40
+    # neutral captions per image per step, drawn without replacement
+    captions_per_image: int = 2
+    # styled captions per image per step; 0 turns style conditioning off
+    styled_per_image: int = 1
+    # styles to learn tokens for; null = every style of the training split
+    styles: list[str] | None = None
+    # VQA questions per image per step; null = 4 for clip_prefix, 0 for vit_gpt2
+    questions_per_image: int | None = None
+    # answer target: the most common human answer, or one of the 10 drawn (by frequency)
+    answer_target: Literal["most_common", "sample"] = "most_common"
+    # weight of the mean answer-token loss next to the mean caption-token loss
+    vqa_weight: float = 1.0
+    # the question prompt; {question} is replaced by the question
+    vqa_prompt: str = VQA_PROMPT
+    # label smoothing of the token cross-entropy
+    label_smoothing: float = 0.0
+    # DataLoader workers per process (PNG decoding and tokenising); 0 = in the main process
+    num_workers: int = 0
+    # decoding: vlcore.models.generation.DecodingConfig fields
+    generate: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "max_length"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"captioner {name} must be >= 1, got {getattr(self, name)}")
+        if self.max_length < 4:
+            raise ValueError(f"captioner max_length must be >= 4, got {self.max_length}")
+        for name in ("captions_per_image", "styled_per_image", "num_workers"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"captioner {name} must be >= 0, got {getattr(self, name)}")
+        if self.questions_per_image is not None and self.questions_per_image < 0:
+            raise ValueError(
+                f"captioner questions_per_image must be >= 0, got {self.questions_per_image}"
+            )
+        if self.answer_target not in ("most_common", "sample"):
+            raise ValueError(
+                f"answer_target must be most_common or sample, got {self.answer_target!r}"
+            )
+        if "{question}" not in self.vqa_prompt:
+            raise ValueError(f"vqa_prompt {self.vqa_prompt!r} must contain {{question}}")
+        if not 0 <= self.label_smoothing < 1:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        DecodingConfig.from_dict(self.generate)  # fail early on a bad generate section
+
+
+def check_name(name: str) -> None:
+    if name not in CAPTIONERS:
+        raise ValueError(f"captioner {name!r} is unknown; expected one of {sorted(CAPTIONERS)}")
+
+
+def parse_settings(
+    name: str, settings: Mapping[str, Any] | None
+) -> tuple[CaptionerSettings, TrainConfig, DecodingConfig]:
+    """Split a ``captioners.<name>`` section into own settings, TrainConfig and decoding."""
+    check_name(name)
+    settings = dict(settings or {})
+    settings.pop("enabled", None)  # the workflow's switch, not a model setting
+    own = {f.name for f in dataclasses.fields(CaptionerSettings)}
+    loop = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(settings) - own - loop)
+    if unknown:
+        raise ValueError(
+            f"unknown {name} setting(s) {', '.join(unknown)}; allowed: "
+            f"{', '.join(sorted(own | loop))}"
+        )
+    train = {k: v for k, v in settings.items() if k in loop and v is not None}
+    if "betas" in train:
+        train["betas"] = tuple(train["betas"])
+    ours = CaptionerSettings(**{k: v for k, v in settings.items() if k in own})
+    if ours.questions_per_image is None:
+        ours.questions_per_image = DEFAULT_QUESTIONS_PER_IMAGE[name]
+    return ours, TrainConfig(**train), DecodingConfig.from_dict(ours.generate)
+
+
+def list_presets() -> list[str]:
+    return sorted(p.stem for p in PRESET_DIR.glob("*.json"))
+
+
+def load_preset(name: str, preset: str | None, overrides: Mapping[str, Any] | None = None):
+    """The architecture config of captioner ``name``: ``preset`` (a preset name or a JSON
+    file; default the tiny one) deep-merged with ``overrides``."""
+    check_name(name)
+    preset = preset or DEFAULT_PRESETS[name]
+    path = Path(preset).expanduser()
+    if not path.is_file():
+        path = PRESET_DIR / f"{preset}.json"
+    if not path.is_file():
+        raise ValueError(
+            f"captioner preset {preset!r} is neither a JSON file nor a preset "
+            f"({', '.join(list_presets())})"
+        )
+    values = read_json(path)
+    if values.get("name", name) != name:
+        raise ValueError(f"preset {preset!r} is for {values['name']!r}, not {name!r}")
+    values = deep_update(copy.deepcopy(values), dict(overrides or {}))
+    return MODEL_CONFIGS[name].from_dict(values)
+
+
+# -- text batches -----------------------------------------------------------------------------
+
+
+def image_rng(seed: int, epoch: int, key: str) -> np.random.Generator:
+    """The draw of one image's texts in one epoch: fixed by (seed, epoch, key)."""
+    return np.random.default_rng(int.from_bytes(stable_hash(f"{seed}:{epoch}:{key}")[:8], "big"))
+
+
+def _draw(items: list, k: int, rng: np.random.Generator) -> list:
+    if k <= 0 or not items:
+        return []
+    picked = rng.choice(len(items), size=min(k, len(items)), replace=False)
+    return [items[i] for i in sorted(picked)]
+
+
+def answer_target(question: Mapping[str, Any], how: str, rng: np.random.Generator) -> str:
+    """The answer a model learns: the most common human answer, or one of the ten drawn at
+    random (so answers are learned in proportion to their frequency); normalised as the VQA
+    evaluation does (lower case, digits, no articles or punctuation)."""
+    if how == "sample" and question.get("answers"):
+        answers = question["answers"]
+        return normalize_answer(answers[int(rng.integers(len(answers)))])
+    answer = question.get("multiple_choice_answer") or ""
+    if not answer and question.get("answers"):
+        counts: dict[str, int] = {}
+        for a in question["answers"]:
+            counts[normalize_answer(a)] = counts.get(normalize_answer(a), 0) + 1
+        answer = max(counts, key=counts.get)
+    return normalize_answer(answer)
+
+
+def _fit_length(
+    prompt: list[int], target: list[int], max_length: int, kind: int
+) -> tuple[list[int], list[int]]:
+    """Cut a sequence to ``max_length``: a caption loses the end of its text (keeping <eos>),
+    a question the beginning of its prompt (keeping <bos> and the answer)."""
+    if len(prompt) + len(target) <= max_length:
+        return prompt, target
+    if kind == TASK_CAPTION:
+        room = max(max_length - len(prompt) - 1, 0)
+        return prompt, [*target[:room], target[-1]]
+    target = target[: max_length - 2]
+    room = max(max_length - len(target) - 1, 1)
+    return [prompt[0], *prompt[1:][-room:]], target
+
+
+def collate_texts(
+    rows: list[dict[str, Any]],
+    *,
+    tokenizer: PreTrainedTokenizerBase,
+    settings: CaptionerSettings,
+    styles: frozenset[str],
+    seed: int,
+    epoch: int,
+) -> dict[str, torch.Tensor]:
+    """ShardStream rows -> a training batch of images and the texts drawn for them::
+
+        pixel_values [B, 3, H, W]; input_ids, attention_mask, labels [S, L];
+        image_index [S] (row of pixel_values); task [S] (0 caption, 1 answer)
+
+    Rows that bring no text are left out (and their image with them).
+    """
+    prompts: list[list[int]] = []
+    bodies: list[str] = []  # caption texts, tokenised in one call below
+    targets: list[list[int] | None] = []
+    image_index: list[int] = []
+    task: list[int] = []
+    images = []
+    for row in rows:
+        rng = image_rng(seed, epoch, row["key"])
+        texts: list[tuple[list[int], str | None, list[int] | None, int]] = []
+        for caption in _draw(list(row.get("captions") or ()), settings.captions_per_image, rng):
+            texts.append(([tokenizer.bos_token_id], caption, None, TASK_CAPTION))
+        styled = [s for s in row.get("styled_captions") or () if s["style"] in styles]
+        for item in _draw(styled, settings.styled_per_image, rng):
+            prompt = [tokenizer.bos_token_id, style_token_id(tokenizer, item["style"])]
+            texts.append((prompt, item["caption"], None, TASK_CAPTION))
+        questions = list(row.get("questions") or ())
+        for q in _draw(questions, settings.questions_per_image or 0, rng):
+            prompt = question_prompt(tokenizer, q["question"], settings.vqa_prompt)
+            target = answer_ids(tokenizer, answer_target(q, settings.answer_target, rng))
+            texts.append((prompt, None, target, TASK_ANSWER))
+        if not texts:
+            continue
+        for prompt, body, target, kind in texts:
+            prompts.append(prompt)
+            bodies.append(body or "")
+            targets.append(target)
+            image_index.append(len(images))
+            task.append(kind)
+        images.append(row["image"])
+    if not images:
+        return {"pixel_values": torch.empty(0), "input_ids": torch.empty(0, 0, dtype=torch.long)}
+    body_ids = tokenizer(
+        bodies, add_special_tokens=False, truncation=True, max_length=settings.max_length
+    )["input_ids"]
+    seqs, label_rows = [], []
+    for prompt, body, target, kind in zip(prompts, body_ids, targets, task, strict=True):
+        target = target if target is not None else [*body, tokenizer.eos_token_id]
+        prompt, target = _fit_length(prompt, target, settings.max_length, kind)
+        seqs.append(prompt + target)
+        label_rows.append([IGNORE] * len(prompt) + target)
+    width = max(len(s) for s in seqs)
+    input_ids = torch.full((len(seqs), width), tokenizer.pad_token_id, dtype=torch.long)
+    labels = torch.full((len(seqs), width), IGNORE, dtype=torch.long)
+    attention_mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, (seq, lab) in enumerate(zip(seqs, label_rows, strict=True)):
+        input_ids[i, : len(seq)] = torch.tensor(seq)
+        labels[i, : len(lab)] = torch.tensor(lab)
+        attention_mask[i, : len(seq)] = 1
+    return {
+        "pixel_values": torch.stack(images),
+        "input_ids": input_ids,
+        "attention_mask": attention_mask,
+        "labels": labels,
+        "image_index": torch.tensor(image_index, dtype=torch.long),
+        "task": torch.tensor(task, dtype=torch.long),
+    }
+
+
+def captioner_loss(
+    model: torch.nn.Module, batch: dict[str, torch.Tensor], vqa_weight: float, smoothing: float
+) -> torch.Tensor:
+    """Mean caption-token loss + ``vqa_weight`` x mean answer-token loss."""
+    if batch["input_ids"].numel() == 0:  # no row of the batch had any text
+        return sum(p.sum() for p in model.parameters() if p.requires_grad) * 0.0
+    losses = model(
+        batch["pixel_values"],
+        batch["input_ids"],
+        batch["attention_mask"],
+        batch["image_index"],
+        batch["labels"],
+        smoothing,
+    )
+    counted = batch["labels"][:, 1:] != IGNORE
+    total = losses.new_zeros(())
+    for kind, weight in ((TASK_CAPTION, 1.0), (TASK_ANSWER, vqa_weight)):
+        rows = batch["task"] == kind
+        n = counted[rows].sum()
+        if weight and n > 0:
+            total = total + weight * losses[rows].sum() / n
+    return total
+
+
+# -- building, saving, loading ----------------------------------------------------------------
+
+
+def styles_in_split(shards_dir: str | os.PathLike, split: str = "train") -> list[str]:
+    """Every style of the split's styled captions, sorted (reads one column only)."""
+    manifest = load_manifest(shards_dir)
+    styles: set[str] = set()
+    for shard in manifest["splits"][split]["shards"]:
+        table = pq.read_table(Path(manifest["dir"]) / shard["file"], columns=["styled_captions"])
+        for items in table["styled_captions"].to_pylist():
+            styles.update(item["style"] for item in items or ())
+    return sorted(styles)
+
+
+def add_style_tokens(tokenizer: PreTrainedTokenizerBase, styles: list[str]) -> list[str]:
+    """Give ``tokenizer`` a ``<style:...>`` token for each style that lacks one (sorted, so the
+    same styles always get the same ids); return the tokens added."""
+    vocab = tokenizer.get_vocab()
+    missing = sorted({style_token(s) for s in styles} - set(vocab))
+    if missing:
+        tokenizer.add_special_tokens(
+            {"extra_special_tokens": missing}, replace_extra_special_tokens=False
+        )
+        logger.info("added %d style tokens: %s", len(missing), ", ".join(missing))
+    return missing
+
+
+def build_captioner(
+    name: str,
+    config: ViTGPT2Config | ClipPrefixConfig,
+    tokenizer: PreTrainedTokenizerBase,
+    *,
+    image_size: int,
+    clip_dir: str | os.PathLike | None = None,
+) -> torch.nn.Module:
+    """A new captioner (seed torch first): ``vit_gpt2`` from its config, ``clip_prefix`` on the
+    image tower of the CLIP saved in ``clip_dir``."""
+    text = TextIds.of(tokenizer)
+    if name == "vit_gpt2":
+        return ViTGPT2Captioner.build(config, text, image_size)
+    if clip_dir is None:
+        raise ValueError("clip_prefix needs clip_dir: the folder of a trained CLIP (train_clip)")
+    from vlcore.models.clip import load_clip
+
+    return ClipPrefixCaptioner.build(config, text, load_clip(clip_dir))
+
+
+@dataclass
+class LoadedCaptioner:
+    model: torch.nn.Module
+    tokenizer: PreTrainedTokenizerBase
+    record: dict[str, Any]  # captioner.json
+
+    @property
+    def name(self) -> str:
+        return self.record["name"]
+
+    @property
+    def styles(self) -> list[str]:
+        return list(self.record["styles"])
+
+
+def load_captioner(
+    model_dir: str | os.PathLike, device: str | torch.device = "cpu"
+) -> LoadedCaptioner:
+    """Rebuild a captioner saved by :func:`train_captioner` (no hub or CLIP folder needed)."""
+    model_dir = Path(model_dir)
+    if not (model_dir / RECORD_FILE).is_file():
+        raise FileNotFoundError(f"{model_dir} is not a captioner folder: {RECORD_FILE} is missing")
+    record = read_json(model_dir / RECORD_FILE)
+    if record.get("format_version") != FORMAT_VERSION:
+        raise ValueError(
+            f"{model_dir / RECORD_FILE}: unknown format_version {record.get('format_version')}"
+        )
+    check_name(record["name"])
+    tokenizer = load_tokenizer(model_dir / TOKENIZER_DIR)
+    model = CAPTIONERS[record["name"]].from_spec(record["spec"], TextIds.of(tokenizer))
+    load_weights(model, model_dir / WEIGHTS_FILE)
+    return LoadedCaptioner(model.to(device).eval(), tokenizer, record)
+
+
+def _data_fingerprint(shards_dir: str | os.PathLike) -> dict[str, list[str]]:
+    manifest = load_manifest(shards_dir)
+    return {s: [sh["sha256"] for sh in v["shards"]] for s, v in manifest["splits"].items()}
+
+
+# -- train_captioner --------------------------------------------------------------------------
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def train_captioner(
+    name: str,
+    shards_dir: str | os.PathLike,
+    tokenizer_dir: str | os.PathLike,
+    clip_dir: str | os.PathLike | None,
+    settings: Mapping[str, Any] | None,
+    out_dir: str | os.PathLike,
+) -> dict[str, Any]:
+    """Train captioner ``name`` on the ``train`` split (validation loss on ``val``) and save
+    it to ``out_dir`` (see the module docstring); ``clip_dir`` is needed by ``clip_prefix``.
+
+    ``settings``: :class:`CaptionerSettings` and :class:`~vlcore.train.loop.TrainConfig`
+    fields. Under torchrun every process calls this; the main one writes. Returns the training
+    history plus a timing summary.
+    """
+    own, config, _ = parse_settings(name, settings)
+    out_dir = Path(out_dir)
+    owns_group = not (dist.is_available() and dist.is_initialized())
+    runtime = setup_runtime(config.device, config.precision)
+    manifest = load_manifest(shards_dir)
+
+    tokenizer = load_tokenizer(tokenizer_dir)
+    styles = own.styles if own.styles is not None else styles_in_split(shards_dir)
+    styles = sorted(set(styles)) if own.styled_per_image > 0 else []
+    add_style_tokens(tokenizer, styles)
+
+    _seed_everything(config.seed)  # the same initial weights on every process
+    model_config = load_preset(name, own.preset, own.model)
+    model = build_captioner(
+        name, model_config, tokenizer, image_size=int(manifest["image_size"]), clip_dir=clip_dir
+    )
+    n_params = sum(p.numel() for p in model.parameters())
+    n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    record = {
+        "format_version": FORMAT_VERSION,
+        "name": name,
+        "spec": model.spec(),
+        "model_config": dataclasses.asdict(model_config),
+        "styles": styles,
+        "vqa_prompt": own.vqa_prompt,
+        "trained_vqa": bool(own.questions_per_image),
+        "max_length": own.max_length,
+        "tokenizer_source": str(tokenizer_dir),
+        "clip_source": None if clip_dir is None else str(clip_dir),
+        "parameters": n_params,
+        "trainable_parameters": n_train,
+    }
+
+    streams = {
+        split: ShardStream(
+            shards_dir,
+            split,
+            shuffle=split == "train",
+            seed=config.seed,
+            rank=runtime.rank,
+            world_size=runtime.world_size,
+        )
+        for split in ("train", "val")
+        if split in manifest["splits"]
+    }
+    frozen_styles = frozenset(styles)
+
+    def loader(split: str, epoch: int) -> DataLoader:
+        stream = streams[split]
+        stream.set_epoch(epoch)
+        fn = functools.partial(
+            collate_texts,
+            tokenizer=tokenizer,
+            settings=own,
+            styles=frozen_styles,
+            seed=config.seed,
+            epoch=epoch,
+        )
+        return DataLoader(
+            stream,
+            batch_size=own.batch_size,
+            num_workers=own.num_workers,
+            collate_fn=fn,
+            drop_last=split == "train",
+        )
+
+    def loss_fn(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return captioner_loss(model, batch, own.vqa_weight, own.label_smoothing)
+
+    has_val = "val" in streams and len(streams["val"]) > 0
+    logger.info(
+        "train_captioner %s: %.2fM parameters (%.2fM trained), %d train / %d val rows per "
+        "process, batch %d x %d, styles %s, %d questions per image",
+        name,
+        n_params / 1e6,
+        n_train / 1e6,
+        len(streams["train"]),
+        len(streams["val"]) if has_val else 0,
+        own.batch_size,
+        runtime.world_size,
+        styles or "none",
+        own.questions_per_image,
+    )
+    meta = {
+        "name": f"train_captioner {name}",
+        "captioner": record,
+        "settings": dataclasses.asdict(own),
+        "data": _data_fingerprint(shards_dir),
+    }
+    if runtime.is_main:  # the tokenizer and record first: model.safetensors comes last
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with atomic_dir(out_dir / TOKENIZER_DIR) as tmp:
+            tokenizer.save_pretrained(tmp)
+        write_json(record, out_dir / RECORD_FILE)
+    start = time.perf_counter()
+    try:
+        history = fit(
+            model,
+            loss_fn,
+            lambda epoch: loader("train", epoch),
+            (lambda: loader("val", 0)) if has_val else None,
+            config,
+            out_dir,
+            meta=meta,
+            runtime=runtime,
+        )
+    finally:
+        if owns_group:
+            teardown_runtime(runtime)
+    seconds = time.perf_counter() - start
+    summary = {
+        "steps": config.max_steps,
+        "seconds": seconds,
+        "steps_per_second": config.max_steps / seconds if seconds > 0 else None,
+        "world_size": runtime.world_size,
+        "parameters": n_params,
+        "trainable_parameters": n_train,
+    }
+    logger.info(
+        "train_captioner %s: %d steps in %.1f s (%.2f steps/s)",
+        name,
+        config.max_steps,
+        seconds,
+        summary["steps_per_second"] or 0.0,
+    )
+    return {**history, "summary": summary}
+
+
+# -- generate_captions and answer_questions ---------------------------------------------------
+
+
+def _open(name: str | None, model_dir, settings) -> tuple[LoadedCaptioner, DecodingConfig, Any]:
+    check = name if name is not None else read_json(Path(model_dir) / RECORD_FILE)["name"]
+    _, config, decoding = parse_settings(check, settings)
+    device = pick_device(config.device)
+    loaded = load_captioner(model_dir, device)
+    if name is not None and loaded.name != name:
+        raise ValueError(f"{model_dir} holds a {loaded.name!r} captioner, not {name!r}")
+    return loaded, decoding, device
+
+
+def _images(shards_dir, split: str, batch_size: int):
+    stream = ShardStream(shards_dir, split, shuffle=False, rank=0, world_size=1)
+    loader = DataLoader(stream, batch_size=batch_size, collate_fn=collate)
+    total = -(-len(stream) // batch_size)
+    return tqdm(loader, total=total, desc=split, disable=None, dynamic_ncols=True)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def generate_captions(
+    name: str,
+    model_dir: str | os.PathLike,
+    shards_dir: str | os.PathLike,
+    split: str,
+    settings: Mapping[str, Any] | None,
+    out_json: str | os.PathLike,
+    out_tsv: str | os.PathLike,
+    style: str | None = None,
+) -> list[dict[str, Any]]:
+    """Caption every image of ``split`` by beam search (``settings["generate"]``), in
+    ``style`` when given; write COCO results (``[{"image_id", "caption"}]``) to ``out_json``
+    and EasyNLP's ``idx\\tgen_text`` lines (``idx`` = the image key) to ``out_tsv``."""
+    loaded, decoding, _ = _open(name, model_dir, settings)
+    if style is not None:
+        style_token_id(loaded.tokenizer, style)  # a clear error before any work
+    results, lines = [], []
+    start = time.perf_counter()
+    for batch in _images(shards_dir, split, decoding.batch_size):
+        captions = caption_images(loaded.model, loaded.tokenizer, batch["image"], decoding, style)
+        for image_id, key, caption in zip(batch["image_id"].tolist(), batch["key"], captions,
+                                          strict=True):  # fmt: skip
+            results.append({"image_id": int(image_id), "caption": caption})
+            lines.append(f"{_one_line(key)}\t{_one_line(caption)}\n")
+    logger.info(
+        "generate_captions %s: %d images of %s in %.1f s (style %s)",
+        loaded.name,
+        len(results),
+        split,
+        time.perf_counter() - start,
+        style,
+    )
+    write_json(results, out_json)
+    with atomic_path(out_tsv) as tmp:
+        tmp.write_text("".join(lines), encoding="utf-8")
+    return results
+
+
+def answer_questions(
+    model_dir: str | os.PathLike,
+    shards_dir: str | os.PathLike,
+    split: str,
+    settings: Mapping[str, Any] | None,
+    out_json: str | os.PathLike,
+) -> list[dict[str, Any]]:
+    """Answer every question of ``split`` greedily; write VQA results
+    ``[{"question_id", "answer"}]`` (sorted by question id) to ``out_json``."""
+    loaded, decoding, _ = _open(None, model_dir, settings)
+    if not loaded.record.get("trained_vqa"):
+        logger.warning("%s was trained without VQA questions: expect poor answers", model_dir)
+    template = loaded.record.get("vqa_prompt", VQA_PROMPT)
+    results = []
+    start = time.perf_counter()
+    for batch in _images(shards_dir, split, decoding.batch_size):
+        qids, texts, index = [], [], []
+        for i, questions in enumerate(batch["questions"]):
+            for q in questions or ():
+                qids.append(int(q["question_id"]))
+                texts.append(q["question"])
+                index.append(i)
+        if not texts:
+            continue
+        answers = answer_image_questions(
+            loaded.model, loaded.tokenizer, batch["image"], texts, index, decoding, template
+        )
+        results += [{"question_id": q, "answer": a} for q, a in zip(qids, answers, strict=True)]
+    results.sort(key=lambda r: r["question_id"])
+    logger.info(
+        "answer_questions: %d questions of %s in %.1f s",
+        len(results),
+        split,
+        time.perf_counter() - start,
+    )
+    write_json(results, out_json)
+    return results
