@@ -51,6 +51,7 @@ TINY_VIT_GPT2 = {
         "num_attention_heads": 2,
         "intermediate_size": 64,
     },
+    "conv_stem": [8, 8, 16],
     "decoder": {"n_embd": 32, "n_layer": 1, "n_head": 2, "n_inner": 64},
 }
 TINY_CLIP_PREFIX = {
@@ -293,6 +294,7 @@ def test_pretrained_parts_load_from_local_folders(data, tmp_path):
     model = {
         "encoder_pretrained": str(tmp_path / "vit"),
         "decoder_pretrained": str(tmp_path / "gpt2"),
+        "conv_stem": None,
     }
     for name, overrides in (
         ("vit_gpt2", model),

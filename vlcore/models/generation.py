@@ -1,5 +1,6 @@
-"""Prompt formats and decoding shared by the captioners: beam search for captions, greedy for
-VQA answers, both through Hugging Face ``generate`` with the KV cache.
+"""The text side shared by both captioners: sequence formats, the GPT-2 decoder, the token loss,
+and decoding (beam search for captions, greedy for VQA answers, both through Hugging Face
+``generate`` with the KV cache).
 
 Every captioner sees its text as one decoder sequence, after the image (cross-attended by
 ViT-GPT2, or a prefix of embeddings for CLIP-prefix)::
@@ -11,9 +12,10 @@ The style token is there only for styled captions (neutral captions have none); 
 covers the caption (or answer) tokens and ``<eos>``, never ``<bos>``, the style token or the
 question. At inference the same prompt (``<bos>`` [+ style], or ``<bos>`` + question) is given
 and the model continues it. Answers are decoded greedily (they are one or two tokens); captions
-by beam search (Wiseman and Rush's length-normalised beam search as implemented by
-transformers: ``num_beams``, ``length_penalty``, ``no_repeat_ngram_size``). Decoding is
-deterministic: no sampling anywhere.
+by beam search with length normalisation (score = log p / length ** ``length_penalty``, as in
+Wu et al.'s GNMT, 2016; transformers' implementation), ``num_beams`` wide, optionally
+forbidding repeated n-grams (``no_repeat_ngram_size``). Decoding is deterministic: no sampling
+anywhere, and prompts are batched by length, so no padding ever enters a prompt.
 
 Both captioner classes implement ``generate_tokens(pixel_values, prompt_ids, **kwargs)``
 returning only the new tokens (``[B, T]``); the functions here batch, bucket and decode.
