@@ -72,26 +72,21 @@ def tokenizer_settings(wildcards):
     return experiment(wildcards)["tokenizer"]
 
 
-def training_settings(section, wildcards):
+def flatten_training(section, wildcards):
     """A model section flattened for its trainer, the experiment seed filling a null seed."""
-    settings = {k: v for k, v in experiment(wildcards)[section].items() if k != "train"}
-    train = dict(experiment(wildcards)[section]["train"])
+    settings = {k: v for k, v in section.items() if k != "train"}
+    train = dict(section["train"])
     if train["seed"] is None:
         train["seed"] = experiment(wildcards)["seed"]
     return {**settings, **train}
 
 
 def clip_settings(wildcards):
-    return training_settings("clip", wildcards)
+    return flatten_training(experiment(wildcards)["clip"], wildcards)
 
 
 def captioner_settings(wildcards):
-    section = experiment(wildcards)["captioners"][wildcards.captioner]
-    settings = {k: v for k, v in section.items() if k != "train"}
-    train = dict(section["train"])
-    if train["seed"] is None:
-        train["seed"] = experiment(wildcards)["seed"]
-    return {**settings, **train}
+    return flatten_training(experiment(wildcards)["captioners"][wildcards.captioner], wildcards)
 
 
 def captioner_inputs(wildcards):
