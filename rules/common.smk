@@ -86,7 +86,9 @@ def clip_settings(wildcards):
 
 
 def captioner_settings(wildcards):
-    return flatten_training(experiment(wildcards)["captioners"][wildcards.captioner], wildcards)
+    return flatten_training(
+        experiment(wildcards)["captioners"][wildcards.captioner], wildcards
+    )
 
 
 def captioner_inputs(wildcards):
