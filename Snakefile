@@ -19,6 +19,8 @@ include: "rules/shard.smk"
 include: "rules/train.smk"
 include: "rules/clip.smk"
 include: "rules/captioner.smk"
+include: "rules/vqvae.smk"
+include: "rules/judge.smk"
 include: "rules/evaluate.smk"
 include: "rules/tabulate.smk"
 

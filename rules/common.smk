@@ -91,6 +91,30 @@ def captioner_settings(wildcards):
     )
 
 
+def vqvae_settings(wildcards):
+    return flatten_training(experiment(wildcards)["vqvae"], wildcards)
+
+
+def judge_settings(wildcards):
+    return flatten_training(experiment(wildcards)["judge"], wildcards)
+
+
+def is_synthetic(name):
+    return EXPERIMENTS[name]["source"]["format"] == "synthetic"
+
+
+# train_judge matches synthetic experiments only (a pattern that never matches when none is).
+SYNTHETIC_PATTERN = (
+    "|".join(re.escape(n) for n in EXPERIMENTS if is_synthetic(n)) or "(?!)"
+)
+
+
+def judge_truth(wildcards):
+    """What regenerates each image's scene: the generator's seed and dirty rate."""
+    exp = experiment(wildcards)
+    return {"seed": exp["seed"], "dirty_rate": exp["source"]["synthetic"]["dirty_rate"]}
+
+
 def captioner_inputs(wildcards):
     """clip_prefix starts from the experiment's trained CLIP image encoder."""
     inputs = {

@@ -1,0 +1,16 @@
+"""encode_images: every split's images as VQ-VAE code indices, beside the shards."""
+
+from pathlib import Path
+
+import torch
+
+from vlcore.logs import rule_logging
+from vlcore.pipeline.vqvae import encode_images
+
+with rule_logging(snakemake.log[0]):
+    torch.set_num_threads(snakemake.threads)
+    encode_images(
+        snakemake.input.shards,
+        Path(snakemake.input.model).parent,
+        snakemake.output.codes,
+    )
