@@ -6,13 +6,19 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export NO_ALBUMENTATIONS_UPDATE := 1
 
-.PHONY: run test test-all lint format clean-results
+.PHONY: run test test-slurm test-all lint format clean-results
 
 run: $(STAMP)  ## Run the main job on the embedded default (synthetic data, CPU).
 	$(BIN)/snakemake --cores 2
 
 test: $(STAMP)  ## Run the test suite (no GPU, no SLURM, no slow tests).
 	$(BIN)/python -m pytest -m "not slow and not gpu and not slurm"
+
+# A real one-node SLURM cluster (munge, MariaDB + slurmdbd, fake GPUs) runs the tiny workflow
+# through `--profile slurm`. Needs root and Debian's packages, which it installs (tests/slurm/).
+test-slurm: $(STAMP)  ## Run the workflow on a throw-away SLURM cluster (root, apt).
+	tests/slurm/cluster.sh install
+	VLCORE_REQUIRE_SLURM=1 $(BIN)/python -m pytest -m slurm tests/test_slurm.py
 
 test-all: $(STAMP)
 	$(BIN)/python -m pytest

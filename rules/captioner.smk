@@ -25,6 +25,7 @@ rule train_captioner:
         gpu=1,
     params:
         captioner=captioner_settings,
+        processes=captioner_processes,
     script:
         "../scripts/train_captioner.py"
 

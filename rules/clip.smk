@@ -28,6 +28,7 @@ rule train_clip:
         gpu=1,
     params:
         clip=clip_settings,
+        processes=clip_processes,
     script:
         "../scripts/train_clip.py"
 

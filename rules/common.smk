@@ -5,12 +5,17 @@ import re
 from pathlib import Path
 
 from vlcore.config import load_yaml, validate_config
+from vlcore.gpus import apply_local_gpu_limit
 
 # Every job works offline unless the user says otherwise.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 validate_config(config, load_yaml(Path(workflow.basedir) / "config" / "schema.yaml"))
+
+# A local run starts at most as many GPU jobs at once as there are GPUs (none: no cap, and
+# GPU rules run on the CPU); `--resources gpu=N` overrides, cluster runs are left alone.
+apply_local_gpu_limit(workflow)
 
 EXPERIMENTS = config["experiments"]
 RUN = config["run"]
@@ -73,9 +78,12 @@ def tokenizer_settings(wildcards):
 
 
 def flatten_training(section, wildcards):
-    """A model section flattened for its trainer, the experiment seed filling a null seed."""
+    """A model section flattened for its trainer, the experiment seed filling a null seed.
+
+    ``processes`` is left out: it reaches the launcher as the rule's ``params.processes``.
+    """
     settings = {k: v for k, v in section.items() if k != "train"}
-    train = dict(section["train"])
+    train = {k: v for k, v in section["train"].items() if k != "processes"}
     if train["seed"] is None:
         train["seed"] = experiment(wildcards)["seed"]
     return {**settings, **train}
@@ -113,6 +121,16 @@ def judge_truth(wildcards):
     """What regenerates each image's scene: the generator's seed and dirty rate."""
     exp = experiment(wildcards)
     return {"seed": exp["seed"], "dirty_rate": exp["source"]["synthetic"]["dirty_rate"]}
+
+
+def clip_processes(wildcards):
+    """Training processes per node (vlcore.train.launch); null: one per GPU of the job."""
+    return experiment(wildcards)["clip"]["train"]["processes"]
+
+
+def captioner_processes(wildcards):
+    captioner = experiment(wildcards)["captioners"][wildcards.captioner]
+    return captioner["train"]["processes"]
 
 
 def captioner_inputs(wildcards):

@@ -6,10 +6,14 @@ import torch
 
 from vlcore.logs import rule_logging
 from vlcore.pipeline.clip import train_clip
+from vlcore.train.launch import launch
 
 with rule_logging(snakemake.log[0]):
     torch.set_num_threads(snakemake.threads)
-    train_clip(
+    # One process here, or torchrun (DDP) when the job has several (GPUs or `processes`).
+    launch(
+        snakemake,
+        train_clip,
         snakemake.input.shards,
         snakemake.input.tokenizer,
         snakemake.params.clip,
