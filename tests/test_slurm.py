@@ -32,6 +32,7 @@ import pytest
 import yaml
 
 from tests.conftest import REPO, copy_workflow, run_snakemake
+from tests.test_profiles import gpu_rules
 from tests.test_workflow_main import TARGETS, TINY
 
 # The module fixture (a local run, then the SLURM run) counts against the first test.
@@ -42,6 +43,7 @@ STATE = Path(os.environ.get("VLCORE_SLURM_DIR", "/tmp/vlcore-slurm"))
 SLURM_CONF = STATE / "etc" / "slurm.conf"
 PARTITION, ACCOUNT = "vlcore", "vlcore_ci"
 DAEMONS = ("munged", "mariadbd", "slurmdbd", "slurmctld", "slurmd", "sbatch", "sacct", "srun")
+# Of the tiny run, these declare gpu=1 (every rule that does is checked, see gpu_rules).
 GPU_RULES = {"train_clip", "train_captioner", "generate_captions", "answer_questions"}
 RUN_TIMEOUT = 1500  # seconds for the whole SLURM run (about 9 minutes on 2 busy cores)
 
@@ -228,9 +230,10 @@ def test_gpu_rules_asked_for_and_got_a_gpu(runs):
     for job in runs["jobs"]:
         by_rule.setdefault(job["rule"], []).append(job)
     assert set(by_rule) >= GPU_RULES, f"GPU rules missing from sacct: {set(by_rule)}"
+    declared = gpu_rules(runs["cluster"])
     for rule, jobs in by_rule.items():
         for job in jobs:
-            if rule in GPU_RULES:
+            if rule in declared:
                 assert "gres/gpu=1" in job["AllocTRES"], (rule, job)
             else:
                 assert "gres/gpu" not in job["AllocTRES"], (rule, job)
