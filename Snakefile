@@ -21,6 +21,7 @@ include: "rules/clip.smk"
 include: "rules/captioner.smk"
 include: "rules/vqvae.smk"
 include: "rules/judge.smk"
+include: "rules/dalle.smk"
 include: "rules/evaluate.smk"
 include: "rules/tabulate.smk"
 

@@ -188,6 +188,54 @@ def vqa_tables():
     }
 
 
+def dalle_train_settings(wildcards):
+    """The dalle section for train_dalle: its sampling part is left to generate_images."""
+    settings = flatten_training(experiment(wildcards)["dalle"], wildcards)
+    return {k: v for k, v in settings.items() if k != "generate"}
+
+
+def dalle_generate_settings(wildcards):
+    """Sampling and prompts for generate_images, with the seed and device of training."""
+    settings = flatten_training(experiment(wildcards)["dalle"], wildcards)
+    return {k: settings[k] for k in ("generate", "seed", "device")}
+
+
+def dalle_processes(wildcards):
+    return experiment(wildcards)["dalle"]["train"]["processes"]
+
+
+def rerank_settings(wildcards):
+    return experiment(wildcards)["rerank"]
+
+
+def rerank_scorer_model(wildcards):
+    """The model file of the scorer rerank_images uses (rerank.scorer); clip: the trained CLIP."""
+    scorer = rerank_settings(wildcards)["scorer"]
+    if scorer == "clip":
+        return rules.train_clip.output.model.format(exp=wildcards.exp)
+    raise ValueError(f"rerank scorer {scorer!r} has no model file in the workflow")
+
+
+def score_images_inputs(wildcards):
+    """Samples, their ranking, the real images, CLIP, the VQ-VAE (for reconstructions of the
+    real images) and the judge of synthetic data."""
+    inputs = {
+        "samples": rules.generate_images.output.samples.format(exp=wildcards.exp),
+        "rerank": rules.rerank_images.output.rerank.format(exp=wildcards.exp),
+        "shards": rules.shard_dataset.output.shards.format(exp=wildcards.exp),
+        "clip": rules.train_clip.output.model.format(exp=wildcards.exp),
+        "vqvae": rules.train_vqvae.output.model.format(exp=wildcards.exp),
+    }
+    if is_synthetic(wildcards.exp):
+        inputs["judge"] = rules.train_judge.output.model.format(exp=wildcards.exp)
+    return inputs
+
+
+def scene_truth_settings(wildcards):
+    """The judge's ground truth (synthetic experiments), else None."""
+    return judge_truth(wildcards) if is_synthetic(wildcards.exp) else None
+
+
 def evaluation_settings(wildcards):
     return experiment(wildcards)["evaluation"]
 
@@ -207,4 +255,5 @@ def get_final_output():
         rules.tabulate_captions.output.table,
         rules.tabulate_retrieval.output.table,
         *([rules.tabulate_vqa.output.table] if vqa_tables() else []),
+        rules.tabulate_t2i.output.table,
     ]

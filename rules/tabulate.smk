@@ -53,3 +53,22 @@ rule tabulate_vqa:
         experiments=list(vqa_tables()),
     script:
         "../scripts/tabulate_vqa.py"
+
+
+rule tabulate_t2i:
+    input:
+        scores=expand(rules.score_images.output.scores, exp=RUN),
+    output:
+        table="results/t2i.json",
+    log:
+        "logs/tabulate_t2i/all.log",
+    conda:
+        "../envs/vlcore.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        experiments=RUN,
+    script:
+        "../scripts/tabulate_t2i.py"
