@@ -103,8 +103,16 @@ def vqvae_settings(wildcards):
     return flatten_training(experiment(wildcards)["vqvae"], wildcards)
 
 
+def vqvae_processes(wildcards):
+    return experiment(wildcards)["vqvae"]["train"]["processes"]
+
+
 def judge_settings(wildcards):
     return flatten_training(experiment(wildcards)["judge"], wildcards)
+
+
+def judge_processes(wildcards):
+    return experiment(wildcards)["judge"]["train"]["processes"]
 
 
 def is_synthetic(name):

@@ -32,5 +32,6 @@ rule train_judge:
     params:
         judge=judge_settings,
         truth=judge_truth,
+        processes=judge_processes,
     script:
         "../scripts/train_judge.py"

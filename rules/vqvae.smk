@@ -35,6 +35,7 @@ rule train_vqvae:
         gpu=1,
     params:
         vqvae=vqvae_settings,
+        processes=vqvae_processes,
     script:
         "../scripts/train_vqvae.py"
 

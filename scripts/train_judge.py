@@ -6,10 +6,14 @@ import torch
 
 from vlcore.logs import rule_logging
 from vlcore.pipeline.judge import train_judge
+from vlcore.train.launch import launch
 
 with rule_logging(snakemake.log[0]):
     torch.set_num_threads(snakemake.threads)
-    train_judge(
+    # One process here, or torchrun (DDP) when the job has several (GPUs or `processes`).
+    launch(
+        snakemake,
+        train_judge,
         snakemake.input.shards,
         snakemake.params.truth,
         snakemake.params.judge,

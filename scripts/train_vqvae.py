@@ -6,10 +6,14 @@ import torch
 
 from vlcore.logs import rule_logging
 from vlcore.pipeline.vqvae import train_vqvae
+from vlcore.train.launch import launch
 
 with rule_logging(snakemake.log[0]):
     torch.set_num_threads(snakemake.threads)
-    train_vqvae(
+    # One process here, or torchrun (DDP) when the job has several (GPUs or `processes`).
+    launch(
+        snakemake,
+        train_vqvae,
         snakemake.input.shards,
         snakemake.params.vqvae,
         Path(snakemake.output.model).parent,

@@ -74,8 +74,8 @@ class JudgeConfig:
     image_size: int = 64
     # widths of the conv stages; each halves the resolution
     channels: list[int] = field(default_factory=lambda: [32, 64, 96])
-    # width of the hidden layer between the flattened features and the per-cell heads
-    hidden: int = 256
+    # width of the hidden layer of the per-cell head
+    hidden: int = 128
     # dropout before the heads
     dropout: float = 0.1
 
@@ -112,7 +112,13 @@ class JudgeOutput:
 
 
 class AttributeJudge(nn.Module):
-    """Conv stages (conv-BN-ReLU, then a stride-2 conv) -> flatten -> MLP -> per-cell heads."""
+    """A fully convolutional trunk read at the 9 cell centres by one shared per-cell head.
+
+    Trunk: per stage a stride-2 conv and a conv (each conv-BN-ReLU). Its feature map is
+    sampled (bilinear) at the centre of every cell of the 3x3 grid, and the same small MLP
+    turns each cell's feature vector into presence, shape, colour and size logits: what a
+    shape looks like does not depend on where it is, so every cell trains the same head.
+    """
 
     def __init__(self, config: JudgeConfig):
         super().__init__()
@@ -130,14 +136,19 @@ class AttributeJudge(nn.Module):
             ]
             prev = ch
         self.features = nn.Sequential(*layers)
-        side = config.image_size // 2 ** len(config.channels)
         self.per_cell = 1 + len(SHAPES) + len(COLORS) + len(SIZES)
         self.head = nn.Sequential(
-            nn.Flatten(),
-            nn.Linear(prev * side * side, config.hidden),
+            nn.Linear(prev, config.hidden),
             nn.ReLU(inplace=True),
             nn.Dropout(config.dropout),
-            nn.Linear(config.hidden, CELLS * self.per_cell),
+            nn.Linear(config.hidden, self.per_cell),
+        )
+        # Cell centres in grid_sample's [-1, 1] coordinates (x, y), row-major.
+        centres = [
+            (2 * (c + 0.5) / 3 - 1, 2 * (r + 0.5) / 3 - 1) for r in range(3) for c in range(3)
+        ]
+        self.register_buffer(
+            "centres", torch.tensor(centres).view(1, 1, CELLS, 2), persistent=False
         )
 
     def forward(self, images: torch.Tensor) -> JudgeOutput:
@@ -146,7 +157,10 @@ class AttributeJudge(nn.Module):
             raise ValueError(
                 f"expected images of shape B 3 {size} {size}, got {tuple(images.shape)}"
             )
-        out = self.head(self.features(images * 2.0 - 1.0)).view(-1, CELLS, self.per_cell)
+        fmap = self.features(images * 2.0 - 1.0)  # B C h w
+        grid = self.centres.expand(fmap.shape[0], -1, -1, -1).to(fmap.dtype)
+        cells = F.grid_sample(fmap, grid, mode="bilinear", align_corners=False)  # B C 1 9
+        out = self.head(cells.squeeze(2).transpose(1, 2))  # B 9 per_cell
         cuts = list(itertools.accumulate([1, len(SHAPES), len(COLORS), len(SIZES)]))
         return JudgeOutput(
             presence=out[..., 0],

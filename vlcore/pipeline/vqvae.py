@@ -67,6 +67,8 @@ class VQVAESettings:
     model: dict[str, Any] = field(default_factory=dict)
     # images per process and step
     batch_size: int = 64
+    # weight of the chroma (colour minus grey level) MSE beside the pixel MSE
+    chroma_weight: float = 4.0
     # DataLoader workers per process (PNG decoding); 0 decodes in the training process
     num_workers: int = 0
 
@@ -75,6 +77,8 @@ class VQVAESettings:
             raise ValueError(f"vqvae batch_size must be >= 1, got {self.batch_size}")
         if self.num_workers < 0:
             raise ValueError(f"vqvae num_workers must be >= 0, got {self.num_workers}")
+        if self.chroma_weight < 0:
+            raise ValueError(f"vqvae chroma_weight must be >= 0, got {self.chroma_weight}")
 
 
 def parse_settings(settings: dict[str, Any]) -> tuple[VQVAESettings, TrainConfig]:
@@ -161,7 +165,7 @@ def train_vqvae(
         )
 
     def loss_fn(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return reconstruction_loss(model(batch["image"]), batch["image"])
+        return reconstruction_loss(model(batch["image"]), batch["image"], own.chroma_weight)
 
     meta = {
         "name": "train_vqvae",
