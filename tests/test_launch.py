@@ -2,8 +2,8 @@
 
 The end-to-end test runs ``train_clip`` through Snakemake twice on the same data: once in one
 process with batch 32, once as 2 torchrun (gloo) processes with batch 16 each. The training
-split has exactly 32 rows, so every step sees the same global batch either way, and the two
-models must agree up to floating point.
+split has exactly 32 rows, so every step sees the same global batch either way: the losses and
+the weights must agree up to floating point.
 """
 
 from __future__ import annotations
@@ -167,6 +167,20 @@ experiments:
 MODEL = "results/default/clip/model.safetensors"
 
 
+def comparable(name: str, tensor: torch.Tensor) -> torch.Tensor:
+    """A parameter without its attention key biases (the middle third of ``in_proj_bias``).
+
+    Their gradient is zero in exact arithmetic (softmax ignores a constant added to all the
+    logits of a query), so AdamW turns float noise into steps of about ``lr`` that differ
+    between any two summation orders. Every other parameter agrees to about 1e-7.
+    """
+    tensor = tensor.float()
+    if name.endswith("attn.in_proj_bias"):
+        third = tensor.shape[0] // 3
+        return torch.cat([tensor[:third], tensor[2 * third :]])
+    return tensor
+
+
 @pytest.mark.workflow
 @pytest.mark.timeout(900)
 def test_train_clip_rule_with_two_gloo_processes_matches_one(tmp_path: Path):
@@ -180,6 +194,7 @@ def test_train_clip_rule_with_two_gloo_processes_matches_one(tmp_path: Path):
         runs[name] = {
             "weights": load_file(workdir / MODEL),
             "meta": json.loads((workdir / MODEL).with_name("train_config.json").read_text()),
+            "history": json.loads((workdir / MODEL).with_name("history.json").read_text()),
             "log": (workdir / "logs/train_clip/default.log").read_text(),
         }
 
@@ -187,8 +202,12 @@ def test_train_clip_rule_with_two_gloo_processes_matches_one(tmp_path: Path):
     assert manifest["splits"]["train"]["rows"] == 32, "the test needs exactly 32 train rows"
     single, ddp = runs["single"]["weights"], runs["ddp"]["weights"]
     assert single.keys() == ddp.keys()
-    worst = max((single[k].float() - ddp[k].float()).abs().max().item() for k in single)
-    assert worst < 1e-4, f"2-process DDP differs from 1 process by {worst}"
+    worst = max(
+        (comparable(k, single[k]) - comparable(k, ddp[k])).abs().max().item() for k in single
+    )
+    assert worst < 2e-6, f"2-process DDP differs from 1 process by {worst}"
+    losses = [[loss for _, loss, _ in runs[n]["history"]["train"]] for n in ("single", "ddp")]
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5)
     assert runs["single"]["meta"]["world_size"] == 1 and runs["ddp"]["meta"]["world_size"] == 2
     assert "launching" not in runs["single"]["log"]
     log = runs["ddp"]["log"]
