@@ -8,8 +8,9 @@ number mean something:
   sets no cap, so GPU-declaring rules still run (on the CPU). A ``--resources gpu=N`` given by
   the user, and every run on a cluster, are left alone.
 - :func:`claim_job_gpus` (called by the GPU rules' scripts) gives the job ``gpu`` GPUs of its
-  own: it takes a lock file per GPU and narrows ``CUDA_VISIBLE_DEVICES`` to the GPUs it holds,
-  so that two one-GPU jobs run on two GPUs and not both on ``cuda:0``. Under SLURM, which sets
+  own: it takes a lock file per GPU (``/tmp/vlcore-gpus-<uid>/``) and narrows
+  ``CUDA_VISIBLE_DEVICES`` to the GPUs it holds, so that two one-GPU jobs run on two GPUs and
+  not both on ``cuda:0``. Under SLURM, which sets
   ``CUDA_VISIBLE_DEVICES`` for the job, it does nothing.
 
 Neither imports torch: the workflow calls them while it parses the Snakefile.
@@ -95,7 +96,9 @@ def apply_local_gpu_limit(workflow, gpus: int | None = None) -> int | None:
 
 
 def _lock_dir() -> Path:
-    path = Path(tempfile.gettempdir()) / f"vlcore-gpus-{os.getuid()}"
+    # /tmp, not $TMPDIR: Snakemake may give every job a TMPDIR of its own (resources tmpdir).
+    base = Path("/tmp") if Path("/tmp").is_dir() else Path(tempfile.gettempdir())
+    path = base / f"vlcore-gpus-{os.getuid()}"
     path.mkdir(mode=0o700, exist_ok=True)
     return path
 
