@@ -208,6 +208,20 @@ def test_settings_reject_unknown_and_bad_values():
     assert pipeline.load_preset("tiny", {"text_length": 20}).text_length == 20
 
 
+def test_text_length_defaults_to_the_tokenizer_max_length():
+    class Tok:
+        model_max_length = 32
+
+    assert pipeline.load_preset("tiny").text_length is None
+    assert pipeline.load_preset("tiny", tokenizer=Tok()).text_length == 32
+    assert pipeline.load_preset("tiny", {"text_length": 20}, Tok()).text_length == 20
+    Tok.model_max_length = int(1e30)
+    with pytest.raises(ValueError, match="set dalle model.text_length"):
+        pipeline.load_preset("tiny", tokenizer=Tok())
+    with pytest.raises(ValueError, match="text_length is null"):
+        Dalle.build(DalleConfig(), TEXT, K, GRID)
+
+
 def test_choose_caption():
     caps = ["a b", "a longer one", "mid size"]
     assert pipeline.choose_caption(caps, "longest", 0, "k") == "a longer one"
@@ -293,24 +307,55 @@ def test_train_dalle_entry_point(tmp_path, tokenizer_dir):
         assert torch.equal(value, again[name]), name
 
 
-def test_batches_split_ranks_and_draw_captions():
+def test_ranks_share_the_global_batch_of_one_process():
     data = pipeline.CaptionedCodes(
         torch.arange(10).view(10, 1), [f"k{i}" for i in range(10)],
         [torch.full((2, 3), i) for i in range(10)],
     )  # fmt: skip
-    ranks = [
-        torch.cat(
-            [
-                b["codes"]
-                for b in data.batches(2, seed=0, epoch=1, shuffle=True, rank=r, world_size=2)
-            ]
-        )  # fmt: skip
-        for r in (0, 1)
-    ]
-    assert len(ranks[0]) == len(ranks[1]) == 4
-    assert not set(ranks[0].flatten().tolist()) & set(ranks[1].flatten().tolist())
+    kw = {"seed": 0, "epoch": 1, "shuffle": True}
+    single = list(data.batches(4, **kw))
+    ranks = [list(data.batches(2, rank=r, world_size=2, **kw)) for r in (0, 1)]
+    assert len(single) == len(ranks[0]) == len(ranks[1]) == 2
+    for i, batch in enumerate(single):
+        for key in ("codes", "text"):
+            joined = torch.cat([ranks[0][i][key], ranks[1][i][key]])
+            assert torch.equal(joined, batch[key])
     val = list(data.batches(4, seed=0, epoch=0, shuffle=False, drop_last=False))
     assert [len(b["codes"]) for b in val] == [4, 4, 2]
+    val1 = list(data.batches(4, seed=0, epoch=0, shuffle=False, drop_last=False, rank=1,
+                             world_size=2))  # fmt: skip
+    assert [b["codes"].flatten().tolist() for b in val1] == [[4, 5, 6, 7]]
+
+
+@pytest.mark.timeout(300)
+def test_train_dalle_with_two_gloo_processes_matches_one(tmp_path, tokenizer_dir, monkeypatch):
+    """train_dalle through the launcher: 2 torchrun processes of batch 4 = 1 process of 8."""
+    from types import SimpleNamespace
+
+    from safetensors.torch import load_file
+
+    from tests.conftest import REPO
+    from vlcore.train.launch import launch
+
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    codes = write_codes(tmp_path / "codes", ["a red circle", "two green stars"], rows={
+        "train": 16, "val": 4})  # fmt: skip
+    weights, histories = {}, {}
+    for name, batch, processes in (("single", 8, 1), ("ddp", 4, 2)):
+        job = SimpleNamespace(params={"processes": processes}, resources={"gpu": 0}, threads=1)
+        settings = {**SMALL, "batch_size": batch, "device": "cpu"}
+        launch(job, pipeline.train_dalle, str(codes), str(tokenizer_dir), settings,
+               str(tmp_path / name))  # fmt: skip
+        weights[name] = load_file(tmp_path / name / "model.safetensors")
+        histories[name] = json.loads((tmp_path / name / "history.json").read_text())
+    worst = max(
+        (weights["single"][k] - weights["ddp"][k]).abs().max().item() for k in weights["single"]
+    )
+    assert worst < 1e-5, f"2-process DDP differs from 1 process by {worst}"
+    losses = [[loss for _, loss, _ in histories[n]["train"]] for n in ("single", "ddp")]
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5)
 
 
 def test_generate_images_entry_point(tmp_path, tokenizer_dir, monkeypatch):

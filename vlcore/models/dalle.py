@@ -61,14 +61,15 @@ class DalleConfig:
     """The DALL-E architecture (a preset JSON in ``vlcore/presets/dalle``, plus overrides)."""
 
     # text tokens per caption, <bos> and <eos> included; longer captions are cut, shorter
-    # ones padded (the image always starts at the same position)
-    text_length: int = 32
+    # ones padded (the image always starts at the same position); null: the tokenizer's
+    # max_length (the experiment's tokenizer.max_length), resolved by the trainer
+    text_length: int | None = None
     # GPT2Config fields (n_embd, n_layer, n_head, dropouts); vocab size, positions and special
     # ids come from the tokenizer, the codebook and the grid
     transformer: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.text_length < 3:
+        if self.text_length is not None and self.text_length < 3:
             raise ValueError(
                 f"dalle text_length must be >= 3 (<bos>, a token, <eos>), got {self.text_length}"
             )
@@ -195,7 +196,10 @@ class Dalle(nn.Module):
     def build(
         cls, config: DalleConfig, text: TextIds, codebook_size: int, grid: tuple[int, int]
     ) -> Dalle:
-        """A new, randomly initialised DALL-E (seed torch first)."""
+        """A new, randomly initialised DALL-E (seed torch first); ``config.text_length`` must
+        be set (see :func:`vlcore.pipeline.dalle.load_preset`)."""
+        if config.text_length is None:
+            raise ValueError("DalleConfig.text_length is null: resolve it from the tokenizer first")
         vocab = JointVocab(text, int(codebook_size))
         values = {
             "model_type": "gpt2",

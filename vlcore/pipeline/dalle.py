@@ -73,6 +73,7 @@ RECORD_FILE = "dalle.json"
 TOKENIZER_DIR = "tokenizer"
 WEIGHTS_FILE = "model.safetensors"
 FORMAT_VERSION = 1
+MAX_TEXT_LENGTH = 512  # a longer tokenizer max_length is "unlimited": set text_length
 
 SAMPLES_SCHEMA = pa.schema(
     [
@@ -184,8 +185,13 @@ def list_presets() -> list[str]:
     return sorted(p.stem for p in PRESET_DIR.glob("*.json"))
 
 
-def load_preset(preset: str | None, overrides: Mapping[str, Any] | None = None) -> DalleConfig:
-    """A preset name (``vlcore/presets/dalle``) or JSON file, deep-merged with ``overrides``."""
+def load_preset(
+    preset: str | None,
+    overrides: Mapping[str, Any] | None = None,
+    tokenizer: PreTrainedTokenizerBase | None = None,
+) -> DalleConfig:
+    """A preset name (``vlcore/presets/dalle``) or JSON file, deep-merged with ``overrides``;
+    a null ``text_length`` becomes the ``tokenizer``'s ``model_max_length`` when one is given."""
     preset = preset or DEFAULT_PRESET
     path = Path(preset).expanduser()
     if not path.is_file():
@@ -196,7 +202,15 @@ def load_preset(preset: str | None, overrides: Mapping[str, Any] | None = None) 
             f"({', '.join(list_presets())})"
         )
     values = deep_update(copy.deepcopy(read_json(path)), dict(overrides or {}))
-    return DalleConfig.from_dict(values)
+    config = DalleConfig.from_dict(values)
+    if config.text_length is None and tokenizer is not None:
+        length = int(tokenizer.model_max_length)
+        if length > MAX_TEXT_LENGTH:  # pretrained tokenizers say "unlimited" (1e30)
+            raise ValueError(
+                f"the tokenizer's max_length is {length}: set dalle model.text_length instead"
+            )
+        config.text_length = length
+    return config
 
 
 # -- training batches -------------------------------------------------------------------------
@@ -244,17 +258,21 @@ class CaptionedCodes:
     ) -> Iterator[dict[str, torch.Tensor]]:
         """``{"text": B x text_length, "codes": B x (h * w)}`` batches of this rank's share.
 
-        Training (``shuffle``): rows in a (seed, epoch) order, each with a caption drawn from
-        (seed, epoch, key); every rank gets ``len // world_size`` rows. Evaluation: rows in
-        order, each with its first caption.
+        Rows run in a (seed, epoch) order when ``shuffle`` (training; each row with a caption
+        drawn from (seed, epoch, key)), else in order with their first caption. Step ``i``
+        takes global batch ``i`` of ``batch_size * world_size`` rows and rank ``r`` its
+        ``r``-th slice of ``batch_size``, so ``world_size`` processes see exactly the rows one
+        process sees with ``batch_size * world_size``. ``drop_last`` drops a final partial
+        global batch (training: every rank takes the same number of steps).
         """
         n = len(self)
         order = np.random.default_rng([seed, epoch]).permutation(n) if shuffle else np.arange(n)
-        per_rank = n // world_size
-        order = order[rank * per_rank : (rank + 1) * per_rank]
-        stop = len(order) - len(order) % batch_size if drop_last else len(order)
-        for start in range(0, stop, batch_size):
-            idx = order[start : start + batch_size]
+        size = batch_size * world_size
+        stop = n - n % size if drop_last else n
+        for start in range(0, stop, size):
+            idx = order[start : start + size][rank * batch_size : (rank + 1) * batch_size]
+            if len(idx) == 0:
+                continue
             texts = []
             for i in idx:
                 caps = self.texts[i]
@@ -315,7 +333,7 @@ def train_dalle(
     runtime = setup_runtime(config.device, config.precision)
     manifest = load_codes_manifest(codes_dir)
     tokenizer = load_tokenizer(tokenizer_dir)
-    model_config = load_preset(own.preset, own.model)
+    model_config = load_preset(own.preset, own.model, tokenizer)
 
     torch.manual_seed(config.seed)  # the same initial weights on every process
     grid = tuple(manifest["grid"])
