@@ -24,6 +24,7 @@ include: "rules/judge.smk"
 include: "rules/dalle.smk"
 include: "rules/evaluate.smk"
 include: "rules/tabulate.smk"
+include: "rules/report.smk"
 
 
 rule all:

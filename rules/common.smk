@@ -256,12 +256,53 @@ def seed(wildcards):
     return experiment(wildcards)["seed"]
 
 
+def metric_tables():
+    """The top-level tables of the run by name (`results/<name>.json`): what
+    compare_experiments puts side by side and render_table draws for the report."""
+    tables = {
+        "cider": rules.tabulate_captions.output.table,
+        "retrieval": rules.tabulate_retrieval.output.table,
+    }
+    if vqa_tables():
+        tables["vqa"] = rules.tabulate_vqa.output.table
+    tables["t2i"] = rules.tabulate_t2i.output.table
+    return tables
+
+
+def descriptions():
+    return {name: EXPERIMENTS[name]["description"] for name in RUN}
+
+
+def caption_grid_captioners(wildcards):
+    return captioners_of(wildcards.exp)
+
+
+def caption_grid_captions(wildcards):
+    """The generated captions (COCO results) of each captioner of the experiment."""
+    return [
+        rules.generate_captions.output.coco.format(exp=wildcards.exp, captioner=name)
+        for name in captioners_of(wildcards.exp)
+    ]
+
+
+def report_figures():
+    """The figures and tables of the HTML report (rules/report.smk) for the run."""
+    with_captioners = [name for name in RUN if captioners_of(name)]
+    with_vqa = [name for name in RUN if has_vqa(name)]
+    return [
+        *expand(rules.plot_cleaning.output.chart, exp=RUN),
+        *expand(rules.render_caption_grid.output.grid, exp=with_captioners),
+        *expand(rules.render_vqa_grid.output.grid, exp=with_vqa),
+        *expand(rules.render_table.output.html, table=[*metric_tables(), "compare"]),
+    ]
+
+
 def get_final_output():
-    """What `snakemake` with no target builds: every artifact of each experiment in `run`."""
+    """What `snakemake` with no target builds: every artifact of each experiment in `run`,
+    the top-level tables, their comparison and the figures of the report."""
     return [
         *expand(rules.clean_pairs.output.report, exp=RUN),
-        rules.tabulate_captions.output.table,
-        rules.tabulate_retrieval.output.table,
-        *([rules.tabulate_vqa.output.table] if vqa_tables() else []),
-        rules.tabulate_t2i.output.table,
+        *metric_tables().values(),
+        rules.compare_experiments.output.md,
+        *report_figures(),
     ]

@@ -54,6 +54,29 @@ def test_run_must_name_defined_experiment(base):
         validate_config(base)
 
 
+def test_run_mapping_merges_across_files_and_list_replaces(tmp_path, base):
+    """Snakemake merges mappings of --configfile files and replaces lists: so does `run`."""
+    extra = {"experiments": {"other": {"source": {"format": "synthetic", "synthetic": {}}}}}
+    files = {
+        "add.yaml": {**extra, "run": {"other": True}},
+        "only.yaml": {**extra, "run": ["other"]},
+        "off.yaml": {**extra, "run": {"default": False, "other": True}},
+    }
+    for name, content in files.items():
+        (tmp_path / name).write_text(yaml.safe_dump(content))
+    main = REPO / "config" / "config.yaml"
+    assert load_config(main, tmp_path / "add.yaml")["run"] == ["default", "other"]  # by name
+    assert load_config(tmp_path / "add.yaml", main)["run"] == ["default", "other"]
+    assert load_config(main, tmp_path / "only.yaml")["run"] == ["other"]
+    assert load_config(main, tmp_path / "off.yaml")["run"] == ["other"]
+    base["run"] = {"default": False}
+    with pytest.raises(ConfigError, match="every experiment is switched off"):
+        validate_config(copy.deepcopy(base))
+    base["run"] = "default"
+    with pytest.raises(ConfigError, match="run: 'default' has the wrong form"):
+        validate_config(base)
+
+
 def test_source_section_must_match_format(base):
     base["experiments"]["default"]["source"] = {"format": "url_list"}
     with pytest.raises(ConfigError, match="no 'url_list:' section"):
@@ -69,8 +92,8 @@ def test_split_fractions_must_leave_training_data(base):
 @pytest.mark.parametrize("path", EXPERIMENT_FILES, ids=lambda p: p.stem)
 def test_experiment_configs_validate(path):
     config = load_config(REPO / "config" / "config.yaml", path)
-    (name,) = config["run"]
-    assert name in config["experiments"]
+    own = list(yaml.safe_load(path.read_text())["run"])  # a list, or a mapping's names
+    assert own and set(own) <= set(config["run"]) <= set(config["experiments"])
     assert "default" in config["experiments"]  # merged like --configfile, not replaced
 
 
@@ -84,8 +107,8 @@ def test_deep_update_merges_nested():
 @pytest.mark.parametrize("path", EXPERIMENT_FILES, ids=lambda p: p.stem)
 def test_experiment_configs_dry_run(workflow_dir, path):
     proc = run_snakemake(workflow_dir, "-n", "--configfile", str(path.relative_to(REPO)))
-    (name,) = yaml.safe_load(path.read_text())["run"]
-    assert f"results/{name}/shards" in proc.stdout
+    for name in yaml.safe_load(path.read_text())["run"]:
+        assert f"results/{name}/shards" in proc.stdout
 
 
 @pytest.mark.workflow

@@ -57,6 +57,14 @@ def test_every_rule_logs_and_benchmarks(tiny_run: Path):
         assert (tiny_run / "benchmarks" / rule / "default.tsv").is_file()
 
 
+def test_until_stops_after_sharding(tiny_run: Path):
+    """--until shard_dataset ran the data stages and nothing after them."""
+    ran = sorted(p.name for p in (tiny_run / "logs").iterdir())
+    assert ran == ["clean_pairs", "download_dataset", "shard_dataset"]
+    built = sorted(p.name for p in (tiny_run / "results" / "default").iterdir())
+    assert built == ["data", "shards"]
+
+
 def test_second_run_has_nothing_to_do(tiny_run: Path):
     proc = run_snakemake(
         tiny_run, "--cores", "2", "--configfile", "tiny.yaml", "--until", "shard_dataset", "-n"

@@ -58,6 +58,10 @@ def _describe(error: jsonschema.ValidationError) -> str:
         extra = sorted(set(error.instance) - set(allowed))
         if allowed:
             return f"{where}: unknown key {', '.join(map(repr, extra))}; allowed keys: {', '.join(allowed)}"
+    if error.validator == "oneOf" and error.schema.get("description"):
+        return (
+            f"{where}: {error.instance!r} has the wrong form: {error.schema['description'].strip()}"
+        )
     if error.validator == "required":
         return f"{where}: {error.message}"
     if error.validator == "enum":
@@ -77,16 +81,27 @@ def validate_config(config: dict[str, Any], schema: dict[str, Any] | None = None
     errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
     problems = [_describe(e) for e in errors]
     if not problems:
+        config["run"] = run_list(config["run"])
         problems = _semantic_problems(config)
     if problems:
         raise ConfigError("invalid vlcore configuration:\n  " + "\n  ".join(problems))
     return config
 
 
+def run_list(run: list[str] | dict[str, bool]) -> list[str]:
+    """The experiments to build: a list as it is (repeats dropped), or the names a mapping
+    switches on (``{default: true, synthetic_zh: true}``, merged across config files) sorted
+    by name, since the order of a merged mapping depends on how Snakemake merged it."""
+    names = sorted(name for name, on in run.items() if on) if isinstance(run, dict) else run
+    return list(dict.fromkeys(names))
+
+
 def _semantic_problems(config: dict[str, Any]) -> list[str]:
     """Checks a JSON schema cannot express clearly."""
     problems = []
     experiments = config["experiments"]
+    if not config["run"]:
+        problems.append("run: every experiment is switched off; set at least one to true")
     for name in config["run"]:
         if name not in experiments:
             problems.append(
