@@ -193,3 +193,35 @@ def test_report_renders_in_chromium(two_experiments: Path, tmp_path: Path):
             assert stat.stddev[0] > 10, f"{name}: the screenshot is blank"
     if "VLCORE_SCREENSHOTS" in os.environ:
         shutil.copy(report, shots / "report.html")
+
+
+@pytest.mark.slow
+def test_a_captioner_param_change_reruns_only_that_captioner(two_experiments: Path):
+    """The real run behind the plan above: only default's vit_gpt2 chain is rebuilt.
+
+    Last in the module: it leaves the run built with the changed config."""
+    results = two_experiments / "results"
+    untouched = [
+        results / "default" / "shards" / "manifest.json",
+        results / "default" / "tokenizer" / "tokenizer.json",
+        results / "default" / "clip" / "model.safetensors",
+        results / "default" / "captioners" / "clip_prefix" / "model.safetensors",
+        results / "default" / "vqa" / "answers.json",
+        results / "synthetic_zh" / "captioners" / "vit_gpt2" / "model.safetensors",
+        results / "retrieval.json",
+        results / "t2i.json",
+    ]
+    rebuilt = [
+        results / "default" / "captioners" / "vit_gpt2" / "model.safetensors",
+        results / "default" / "captions" / "vit_gpt2.json",
+        results / "default" / "report" / "captions.html",
+        results / "cider.json",
+        results / "compare.md",
+    ]
+    before = {path: path.stat().st_mtime_ns for path in untouched + rebuilt}
+    (two_experiments / "tiny_b2.yaml").write_text(yaml.safe_dump(with_vit_gpt2_batch(2)))
+    run_snakemake(two_experiments, "--cores", "2", "--configfile", "tiny_b2.yaml", *CONFIGS[2:])
+    assert [p for p in untouched if p.stat().st_mtime_ns != before[p]] == []
+    assert [p for p in rebuilt if p.stat().st_mtime_ns == before[p]] == []
+    config = json.loads((results / "default/captioners/vit_gpt2/train_config.json").read_text())
+    assert config["settings"]["batch_size"] == 2
