@@ -130,7 +130,7 @@ class VQVAEConfig:
     # side of the square input images; must match the shards' image_size
     image_size: int = 64
     # encoder widths, one stride-2 stage each: the code grid is image_size / 2**len(channels)
-    channels: list[int] = field(default_factory=lambda: [64, 96, 128])
+    channels: list[int] = field(default_factory=lambda: [32, 64, 96])
     # residual blocks per stage (encoder and decoder)
     res_blocks: int = 1
     # width of the latent vectors that are quantized

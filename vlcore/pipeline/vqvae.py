@@ -65,8 +65,8 @@ class VQVAESettings:
     preset: str = "tiny"
     # deep-merged into the preset, e.g. {"codebook_size": 1024}
     model: dict[str, Any] = field(default_factory=dict)
-    # images per process and step
-    batch_size: int = 64
+    # images per process and step (small batches, more steps: faster to learn on a CPU)
+    batch_size: int = 16
     # weight of the chroma (colour minus grey level) MSE beside the pixel MSE
     chroma_weight: float = 4.0
     # DataLoader workers per process (PNG decoding); 0 decodes in the training process
