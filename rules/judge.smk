@@ -24,7 +24,7 @@ rule train_judge:
         exp=SYNTHETIC_PATTERN,
     conda:
         "../envs/vlcore.yaml"
-    threads: 2
+    threads: 1
     resources:
         mem_mb=4000,
         runtime=60,

@@ -1,3 +1,7 @@
+# One thread each: these small convnets gain little from a second one, and with
+# `--cores 2` train_vqvae and train_judge then run side by side.
+
+
 rule train_vqvae:
     input:
         shards=rules.shard_dataset.output.shards,
@@ -28,7 +32,7 @@ rule train_vqvae:
         "benchmarks/train_vqvae/{exp}.tsv"
     conda:
         "../envs/vlcore.yaml"
-    threads: 2
+    threads: 1
     resources:
         mem_mb=8000,
         runtime=120,
@@ -53,7 +57,7 @@ rule encode_images:
         "benchmarks/encode_images/{exp}.tsv"
     conda:
         "../envs/vlcore.yaml"
-    threads: 2
+    threads: 1
     resources:
         mem_mb=4000,
         runtime=60,
