@@ -18,7 +18,9 @@ rule train_captioner:
         "benchmarks/train_captioner/{exp}-{captioner}.tsv"
     conda:
         "../envs/vlcore.yaml"
-    threads: 2
+    # one thread: the tiny default models train faster as two one-thread jobs side by side
+    # than one after the other with two threads each (bench/main_job.py); --set-threads raises it
+    threads: 1
     resources:
         mem_mb=8000,
         runtime=240,
