@@ -17,28 +17,31 @@ import json
 import re
 import sys
 
-from vlcore.synthetic.lexicon import COLORS, PLURALS_EN, SHAPE_SYNONYMS_EN, SHAPES
+from vlcore.synthetic.lexicon import COLORS, SHAPE_SYNONYMS_EN, SHAPES, plural_en
 from vlcore.synthetic.truth import scene_truth
 
-SHAPE_OF_WORD = {word: shape for shape, words in SHAPE_SYNONYMS_EN.items() for word in words}
-SHAPE_OF_WORD |= {PLURALS_EN[w]: s for w, s in SHAPE_OF_WORD.items() if w in PLURALS_EN}
+SHAPE_OF_WORD = {
+    form: shape
+    for shape, words in SHAPE_SYNONYMS_EN.items()
+    for word in words
+    for form in (word, plural_en(word))
+}
+# attribute -> (the attribute value a caption word names, the attribute's vocabulary)
+LOOKUPS = {"shape": (SHAPE_OF_WORD, SHAPES), "color": ({c: c for c in COLORS}, COLORS)}
 
 
 def attribute_hits(results: list[dict], scenes: list[list[dict]]) -> dict[str, dict[str, float]]:
     """Per attribute: words named, words right, and the chance rate on the same images."""
-    counts = {a: {"named": 0, "right": 0, "chance": 0.0} for a in ("shape", "color")}
+    counts = {a: {"named": 0, "right": 0, "chance": 0.0} for a in LOOKUPS}
     for result, scene in zip(results, scenes, strict=True):
-        present = {"shape": {o["shape"] for o in scene}, "color": {o["color"] for o in scene}}
-        for word in re.findall(r"[a-z]+", result["caption"].lower()):
-            for attribute, value, vocabulary in (
-                ("shape", SHAPE_OF_WORD.get(word), SHAPES),
-                ("color", word if word in COLORS else None, COLORS),
-            ):
-                if value is not None:
-                    c = counts[attribute]
-                    c["named"] += 1
-                    c["right"] += value in present[attribute]
-                    c["chance"] += len(present[attribute]) / len(vocabulary)
+        words = re.findall(r"[a-z]+", result["caption"].lower())
+        for attribute, (value_of, vocabulary) in LOOKUPS.items():
+            present = {o[attribute] for o in scene}
+            for value in filter(None, map(value_of.get, words)):
+                c = counts[attribute]
+                c["named"] += 1
+                c["right"] += value in present
+                c["chance"] += len(present) / len(vocabulary)
     return counts
 
 
