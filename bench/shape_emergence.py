@@ -1,0 +1,254 @@
+"""When does a captioner learn to name shapes? Teacher-forced shape-word accuracy vs steps.
+
+    .venv/bin/python bench/shape_emergence.py results/default --steps 800 \
+        --variant 'baseline={}' \
+        --variant 'patch16={"model": {"encoder": {"patch_size": 16}, "conv_stem": [32, 64, 128]}}' \
+        --variant 'shape_words_x5={"shape_word_weight": 5}'
+
+A diagnostic for issue 3 (English shapes-world experiments). Each variant is a ``captioners:
+vit_gpt2`` (or ``--captioner clip_prefix``) settings mapping, trained from the same seed on
+the experiment's ``train`` shards (already built: ``shards/``, ``tokenizer/`` and, for
+clip_prefix, ``clip/``) with the real model, batch collation and loss, AdamW with warm-up and
+cosine decay as in the training loop (batches drawn at random with replacement, not in
+epochs). Every ``--every`` steps it prints, on the ``val`` captions:
+
+* shape accuracy: at every caption position whose next token starts a shape word (synonyms
+  included), does the model rank that shape above the other five (each shape scored by the
+  best logit among the first tokens of its words)? Chance is 1/6. The words before it
+  (usually the colour) are given, so this asks "which shape is the pink object?";
+* the mean caption-token loss.
+
+``shape_word_weight`` (a bench-only key) multiplies the loss of shape-word tokens: it uses
+the generator's lexicon, so it is a probe of where the learning signal goes, not a training
+method. The variants run side by side, ``--jobs`` at a time, one thread each; the table at
+the end gives each variant's accuracy beside the first one's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import dataclasses
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from vlcore.data.stream import ShardStream
+from vlcore.models.generation import IGNORE
+from vlcore.pipeline.captioner import (
+    TASK_CAPTION,
+    add_style_tokens,
+    build_captioner,
+    captioner_loss,
+    collate_texts,
+    load_preset,
+    parse_settings,
+    styles_in_split,
+)
+from vlcore.synthetic.lexicon import SHAPE_SYNONYMS_EN, SHAPES
+from vlcore.text import load_tokenizer
+
+BENCH_KEYS = ("shape_word_weight",)
+
+
+def shape_token_classes(tokenizer) -> dict[int, int]:
+    """First token of every shape word (as inside a caption, after a space) -> shape index."""
+    classes: dict[int, int] = {}
+    for index, shape in enumerate(SHAPES):
+        for word in SHAPE_SYNONYMS_EN[shape]:
+            token = tokenizer(" " + word, add_special_tokens=False)["input_ids"][0]
+            if classes.setdefault(token, index) != index:
+                raise ValueError(f"shape words of different shapes share first token {token}")
+    return classes
+
+
+def shape_accuracy(
+    logits: torch.Tensor, labels: torch.Tensor, classes: dict[int, int]
+) -> tuple[int, int]:
+    """(right, counted) over the positions whose next token starts a shape word."""
+    targets = labels[:, 1:]
+    scores = logits[:, :-1]
+    by_shape = [[t for t, c in classes.items() if c == i] for i in range(len(SHAPES))]
+    at = torch.isin(targets, torch.tensor(sorted(classes))).nonzero().tolist()
+    right = 0
+    for row, pos in at:
+        best = torch.stack([scores[row, pos, toks].max() for toks in by_shape])
+        right += int(best.argmax()) == classes[int(targets[row, pos])]
+    return right, len(at)
+
+
+def run_variant(args: dict) -> dict:
+    torch.set_num_threads(1)
+    exp = Path(args["experiment"])
+    settings = dict(args["settings"])
+    shape_weight = float(settings.pop("shape_word_weight", 1.0))
+    name = args["captioner"]
+    own, config, _ = parse_settings(name, settings)
+    tokenizer = load_tokenizer(exp / "tokenizer")
+    styles = styles_in_split(exp / "shards") if own.styled_per_image > 0 else []
+    add_style_tokens(tokenizer, styles)
+    classes = shape_token_classes(tokenizer)
+    torch.manual_seed(config.seed if config.seed is not None else 0)
+    model = build_captioner(
+        name,
+        load_preset(name, own.preset, own.model),
+        tokenizer,
+        image_size=64,
+        clip_dir=exp / "clip" if name == "clip_prefix" else None,
+    )
+    train_rows = list(ShardStream(exp / "shards", "train", shuffle=False, seed=0))
+    val_rows = list(ShardStream(exp / "shards", "val", shuffle=False, seed=0))
+    val_settings = dataclasses.replace(
+        own, captions_per_image=5, styled_per_image=0, questions_per_image=0
+    )
+    val_batches = [
+        collate_texts(
+            val_rows[i : i + 64],
+            tokenizer=tokenizer,
+            settings=val_settings,
+            styles=frozenset(),
+            seed=0,
+            epoch=0,
+        )
+        for i in range(0, len(val_rows), 64)
+    ]
+
+    def evaluate() -> tuple[float, float]:
+        model.eval()
+        right = counted = 0
+        loss = 0.0
+        with torch.no_grad():
+            for b in val_batches:
+                logits = model.text_logits(
+                    b["pixel_values"], b["input_ids"], b["attention_mask"], b["image_index"]
+                )
+                r, n = shape_accuracy(logits, b["labels"], classes)
+                right, counted = right + r, counted + n
+                loss += captioner_loss(model, b, 1.0, 0.0).item()
+        model.train()
+        return right / max(counted, 1), loss / len(val_batches)
+
+    def loss_of(batch: dict) -> torch.Tensor:
+        if shape_weight == 1.0:
+            return captioner_loss(model, batch, own.vqa_weight, own.label_smoothing)
+        losses = model(
+            batch["pixel_values"],
+            batch["input_ids"],
+            batch["attention_mask"],
+            batch["image_index"],
+            batch["labels"],
+            own.label_smoothing,
+        )
+        targets = batch["labels"][:, 1:]
+        counted = (targets != IGNORE) & (batch["task"] == TASK_CAPTION)[:, None]
+        weight = torch.where(torch.isin(targets, torch.tensor(sorted(classes))), shape_weight, 1.0)
+        return (losses * weight * counted).sum() / (weight * counted).sum()
+
+    opt = torch.optim.AdamW(
+        model.parameters(),
+        lr=config.lr,
+        betas=tuple(config.betas),
+        weight_decay=config.weight_decay,
+    )
+    draw = torch.Generator().manual_seed(0)
+    styles_set = frozenset(styles)
+    steps, every = args["steps"], args["every"]
+    curve = []
+    start = time.perf_counter()
+    for step in range(1, steps + 1):
+        rows = [
+            train_rows[i] for i in torch.randint(len(train_rows), (own.batch_size,), generator=draw)
+        ]
+        batch = collate_texts(
+            rows, tokenizer=tokenizer, settings=own, styles=styles_set, seed=0, epoch=step
+        )
+        warm = min(1.0, step / max(config.warmup_steps, 1))
+        for group in opt.param_groups:
+            group["lr"] = config.lr * warm * 0.5 * (1 + math.cos(math.pi * step / steps))
+        loss = loss_of(batch)
+        loss.backward()
+        if config.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        if step % every == 0 or step == steps:
+            accuracy, val_loss = evaluate()
+            curve.append({"step": step, "shape_accuracy": accuracy, "val_loss": val_loss})
+            print(
+                f"[{args['label']}] step {step}: shape accuracy {100 * accuracy:.1f}%, "
+                f"val loss {val_loss:.3f} ({time.perf_counter() - start:.0f} s)",
+                flush=True,
+            )
+    return {"label": args["label"], "curve": curve, "seconds": time.perf_counter() - start}
+
+
+def parse_variant(text: str) -> tuple[str, dict]:
+    label, sep, body = text.partition("=")
+    if not sep or not label:
+        raise argparse.ArgumentTypeError(f"--variant wants NAME=JSON, got {text!r}")
+    try:
+        settings = json.loads(body or "{}")
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"--variant {label}: not JSON ({exc})") from exc
+    if not isinstance(settings, dict):
+        raise argparse.ArgumentTypeError(f"--variant {label}: JSON must be a mapping")
+    return label, settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("experiment", help="results/<experiment> with shards/ and tokenizer/")
+    parser.add_argument("--captioner", default="vit_gpt2", choices=["vit_gpt2", "clip_prefix"])
+    parser.add_argument("--steps", type=int, default=800)
+    parser.add_argument("--every", type=int, default=200, help="steps between evaluations")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        type=parse_variant,
+        help="NAME=JSON captioner settings (repeat); default: baseline={}",
+    )
+    parser.add_argument("--jobs", type=int, default=2, help="variants trained at once")
+    parser.add_argument("--json", help="also write the curves to this file")
+    args = parser.parse_args(argv)
+    variants = args.variant or [("baseline", {})]
+    for label, settings in variants:
+        unknown_bench = [k for k in settings if k.startswith("shape_") and k not in BENCH_KEYS]
+        if unknown_bench:
+            parser.error(f"--variant {label}: unknown bench key(s) {unknown_bench}")
+    jobs = [
+        {
+            "experiment": args.experiment,
+            "captioner": args.captioner,
+            "steps": args.steps,
+            "every": args.every,
+            "label": label,
+            "settings": settings,
+        }
+        for label, settings in variants
+    ]
+    with concurrent.futures.ProcessPoolExecutor(max_workers=args.jobs) as pool:
+        results = list(pool.map(run_variant, jobs))
+    base = {p["step"]: p["shape_accuracy"] for p in results[0]["curve"]}
+    print(f"\nshape accuracy (teacher forced, val captions; chance {100 / len(SHAPES):.1f}%)")
+    print(
+        f"{'variant':24s} {'step':>5s} {'accuracy':>9s} {'vs ' + results[0]['label']:>14s} {'val loss':>9s}"
+    )
+    for result in results:
+        for p in result["curve"]:
+            ratio = p["shape_accuracy"] / base[p["step"]] if base.get(p["step"]) else float("nan")
+            print(
+                f"{result['label']:24s} {p['step']:5d} {100 * p['shape_accuracy']:8.1f}% "
+                f"{ratio:13.2f}x {p['val_loss']:9.3f}"
+            )
+        print(f"{result['label']:24s} trained in {result['seconds']:.0f} s")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""bench/shape_emergence.py: the teacher-forced shape-word accuracy it reports."""
+
+import argparse
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+
+from vlcore.synthetic.lexicon import SHAPE_SYNONYMS_EN, SHAPES
+
+SCRIPT = Path(__file__).resolve().parent.parent / "bench" / "shape_emergence.py"
+WORDS = [w for s in SHAPES for w in SHAPE_SYNONYMS_EN[s]]
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("shape_emergence", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class WordTokenizer:
+    """One token per word; ids 10, 11, ... in WORDS order."""
+
+    def __init__(self, ids=None):
+        self.ids = ids or {" " + w: 10 + i for i, w in enumerate(WORDS)}
+
+    def __call__(self, text, add_special_tokens=False):
+        return {"input_ids": [self.ids[text], 99]}
+
+
+def test_synonyms_map_to_their_shape(bench):
+    classes = bench.shape_token_classes(WordTokenizer())
+    assert len(classes) == len(WORDS)
+    for word in WORDS:
+        shape = next(s for s in SHAPES if word in SHAPE_SYNONYMS_EN[s])
+        assert classes[10 + WORDS.index(word)] == SHAPES.index(shape)
+
+
+def test_shapes_sharing_a_first_token_are_refused(bench):
+    ids = {" " + w: 10 + i for i, w in enumerate(WORDS)}
+    ids[" star"] = ids[" square"]
+    with pytest.raises(ValueError, match="share first token"):
+        bench.shape_token_classes(WordTokenizer(ids))
+
+
+def test_accuracy_counts_only_shape_positions_and_uses_synonyms(bench):
+    classes = bench.shape_token_classes(WordTokenizer())
+    token = {w: 10 + i for i, w in enumerate(WORDS)}
+    vocab = 100
+    # two texts: "<bos> x disk" (right only through the synonym) and "<bos> x star" (wrong)
+    labels = torch.tensor([[-100, 5, token["disk"]], [-100, 5, token["star"]]])
+    logits = torch.zeros(2, 3, vocab)
+    logits[0, 1, token["disk"]] = 3.0  # position 1 predicts label 2
+    logits[0, 1, 5] = 9.0  # a non-shape token ranked higher does not matter
+    logits[1, 1, token["hexagon"]] = 2.0
+    logits[1, 1, token["star"]] = 1.0
+    logits[:, 0, token["square"]] = 5.0  # position 0 predicts token 5: not a shape, not counted
+    assert bench.shape_accuracy(logits, labels, classes) == (1, 2)
+
+
+def test_variants_are_name_equals_json(bench):
+    assert bench.parse_variant('x5={"shape_word_weight": 5}') == ("x5", {"shape_word_weight": 5})
+    assert bench.parse_variant("baseline=") == ("baseline", {})
+    for bad in ("noequals", "a=[1]", "a={oops"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            bench.parse_variant(bad)
