@@ -38,9 +38,8 @@ from pathlib import Path
 import torch
 
 from vlcore.data.stream import ShardStream
-from vlcore.models.generation import IGNORE
+from vlcore.models.generation import IGNORE, sequence_losses
 from vlcore.pipeline.captioner import (
-    TASK_CAPTION,
     add_style_tokens,
     build_captioner,
     captioner_loss,
@@ -128,25 +127,19 @@ def run_variant(args: dict) -> dict:
                 )
                 r, n = shape_accuracy(logits, b["labels"], classes)
                 right, counted = right + r, counted + n
-                loss += captioner_loss(model, b, 1.0, 0.0).item()
+                tokens = (b["labels"][:, 1:] != IGNORE).sum()  # all captions: no questions
+                loss += (sequence_losses(logits, b["labels"]).sum() / tokens).item()
         model.train()
         return right / max(counted, 1), loss / len(val_batches)
 
+    shape_tokens = torch.tensor(sorted(classes))
+
     def loss_of(batch: dict) -> torch.Tensor:
-        if shape_weight == 1.0:
-            return captioner_loss(model, batch, own.vqa_weight, own.label_smoothing)
-        losses = model(
-            batch["pixel_values"],
-            batch["input_ids"],
-            batch["attention_mask"],
-            batch["image_index"],
-            batch["labels"],
-            own.label_smoothing,
-        )
-        targets = batch["labels"][:, 1:]
-        counted = (targets != IGNORE) & (batch["task"] == TASK_CAPTION)[:, None]
-        weight = torch.where(torch.isin(targets, torch.tensor(sorted(classes))), shape_weight, 1.0)
-        return (losses * weight * counted).sum() / (weight * counted).sum()
+        weights = None
+        if shape_weight != 1.0:
+            targets = batch["labels"][:, 1:]
+            weights = torch.where(torch.isin(targets, shape_tokens), shape_weight, 1.0)
+        return captioner_loss(model, batch, own.vqa_weight, own.label_smoothing, weights)
 
     opt = torch.optim.AdamW(
         model.parameters(),
@@ -215,10 +208,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", help="also write the curves to this file")
     args = parser.parse_args(argv)
     variants = args.variant or [("baseline", {})]
-    for label, settings in variants:
-        unknown_bench = [k for k in settings if k.startswith("shape_") and k not in BENCH_KEYS]
-        if unknown_bench:
-            parser.error(f"--variant {label}: unknown bench key(s) {unknown_bench}")
+    for label, settings in variants:  # fail before any training, not in a worker
+        try:
+            parse_settings(
+                args.captioner, {k: v for k, v in settings.items() if k not in BENCH_KEYS}
+            )
+        except (TypeError, ValueError) as exc:
+            parser.error(f"--variant {label}: {exc}")
     jobs = [
         {
             "experiment": args.experiment,

@@ -1,23 +1,17 @@
 """bench/caption_attributes.py: shape and colour words checked against the scene truth."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
+from tests.conftest import load_bench
 from vlcore.synthetic.lexicon import COLORS, SHAPES
 from vlcore.synthetic.truth import scene_truth
-
-SCRIPT = Path(__file__).resolve().parent.parent / "bench" / "caption_attributes.py"
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("caption_attributes", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("caption_attributes")
 
 
 def test_right_and_wrong_words_are_counted(bench):

@@ -28,8 +28,11 @@ from vlcore.models.generation import (
     style_token_id,
 )
 from vlcore.pipeline.captioner import (
+    TASK_ANSWER,
+    TASK_CAPTION,
     answer_questions,
     build_captioner,
+    captioner_loss,
     collate_texts,
     generate_captions,
     load_captioner,
@@ -340,3 +343,28 @@ def test_settings_are_checked():
     assert own.questions_per_image == 4 and train.lr == 1e-4 and decoding.num_beams == 2
     assert parse_settings("vit_gpt2", {})[0].questions_per_image == 0
     assert style_token("Happy") == "<style:Happy>"
+
+
+def test_loss_is_a_per_task_mean_and_token_weights_make_it_a_weighted_one():
+    # two captions and one answer; labels[:, 1:] marks the counted tokens (-100 is not)
+    labels = torch.tensor([[-100, 1, 2, 3], [-100, 1, -100, -100], [-100, -100, 4, -100]])
+    token_losses = torch.tensor([[1.0, 2.0, 3.0], [4.0, 0.0, 0.0], [0.0, 6.0, 0.0]])
+    batch = {
+        "pixel_values": torch.zeros(1, 3, 4, 4),
+        "input_ids": torch.ones_like(labels),
+        "attention_mask": torch.ones_like(labels),
+        "image_index": torch.zeros(3, dtype=torch.long),
+        "labels": labels,
+        "task": torch.tensor([TASK_CAPTION, TASK_CAPTION, TASK_ANSWER]),
+    }
+
+    def model(*args):
+        return token_losses
+
+    plain = captioner_loss(model, batch, vqa_weight=0.5, smoothing=0.0)
+    assert plain.item() == pytest.approx((1 + 2 + 3 + 4) / 4 + 0.5 * 6)
+    ones = captioner_loss(model, batch, 0.5, 0.0, torch.ones(3, 3))
+    assert ones.item() == pytest.approx(plain.item())
+    weights = torch.tensor([[1.0, 3.0, 1.0], [2.0, 9.0, 9.0], [9.0, 2.0, 9.0]])
+    weighted = captioner_loss(model, batch, 0.5, 0.0, weights)
+    assert weighted.item() == pytest.approx((1 + 6 + 3 + 8) / (1 + 3 + 1 + 2) + 0.5 * 6)

@@ -1,24 +1,19 @@
 """bench/shape_emergence.py: the teacher-forced shape-word accuracy it reports."""
 
 import argparse
-import importlib.util
-from pathlib import Path
 
 import pytest
 import torch
 
+from tests.conftest import load_bench
 from vlcore.synthetic.lexicon import SHAPE_SYNONYMS_EN, SHAPES
 
-SCRIPT = Path(__file__).resolve().parent.parent / "bench" / "shape_emergence.py"
 WORDS = [w for s in SHAPES for w in SHAPE_SYNONYMS_EN[s]]
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("shape_emergence", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("shape_emergence")
 
 
 class WordTokenizer:

@@ -319,9 +319,14 @@ def collate_texts(
 
 
 def captioner_loss(
-    model: torch.nn.Module, batch: dict[str, torch.Tensor], vqa_weight: float, smoothing: float
+    model: torch.nn.Module,
+    batch: dict[str, torch.Tensor],
+    vqa_weight: float,
+    smoothing: float,
+    token_weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Mean caption-token loss + ``vqa_weight`` x mean answer-token loss."""
+    """Mean caption-token loss + ``vqa_weight`` x mean answer-token loss; ``token_weights``
+    (``S L-1``, aligned with ``labels[:, 1:]``) turns both means into weighted means."""
     if batch["input_ids"].numel() == 0:  # no row of the batch had any text
         return sum(p.sum() for p in model.parameters() if p.requires_grad) * 0.0
     losses = model(
@@ -333,6 +338,9 @@ def captioner_loss(
         smoothing,
     )
     counted = batch["labels"][:, 1:] != IGNORE
+    if token_weights is not None:
+        losses = losses * token_weights
+        counted = counted * token_weights
     total = losses.new_zeros(())
     for kind, weight in ((TASK_CAPTION, 1.0), (TASK_ANSWER, vqa_weight)):
         rows = batch["task"] == kind
