@@ -46,5 +46,25 @@ def test_command_line(bench, tmp_path, capsys):
     path.write_text(json.dumps([{"image_id": 5, "caption": f"a {scenes[0][0]['shape']}"}]))
     assert bench.main([str(path), "--seed", "3", "--dirty-rate", "0"]) == 0
     out = capsys.readouterr().out
-    assert "shape  words right     1 /     1 = 100.0%" in out
-    assert "color  words right     0 /     0" in out
+    assert "shape    words right     1 /     1 = 100.0%" in out
+    assert "color    words right     0 /     0" in out
+
+
+def test_fix_shapes_sets_each_coloured_shape_to_the_truth(bench):
+    scenes = [[{"shape": "star", "color": "red"}, {"shape": "diamond", "color": "blue"}]]
+    results = [{"image_id": 1, "caption": "A red circle and two blue squares, a big disk."}]
+    (fixed,) = bench.fix_shapes(results, scenes)
+    # "disk" follows no colour word, so nothing says which object it is: left alone
+    assert fixed == {"image_id": 1, "caption": "A red star and two blue diamonds, a big disk."}
+    assert bench.attribute_hits([fixed], scenes)["shape"]["right"] == 2
+
+
+def test_sizes_and_positions_are_checked_on_the_object_of_that_colour(bench):
+    scenes = [[{"shape": "star", "color": "red", "size": "large", "cell": [0, 0]},
+               {"shape": "square", "color": "blue", "size": "small", "cell": [2, 1]}]]  # fmt: skip
+    caption = ("A big red disk in the top left corner, a big blue square at the bottom "
+               "and a small green star on the right.")  # fmt: skip
+    counts = bench.bound_hits([{"image_id": 1, "caption": caption}], scenes)
+    # green names no object of the scene: its size and position are not counted
+    assert counts["size"] == {"named": 2, "right": 1, "chance": 1.0}
+    assert counts["position"] == pytest.approx({"named": 2, "right": 2, "chance": 2 / 9})

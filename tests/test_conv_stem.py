@@ -1,5 +1,6 @@
-"""The convolutional stem of vit_gpt2: its two ways to downsample, its two norms, and that a
-saved architecture rebuilds with the stem it was trained with (older records included)."""
+"""The convolutional stem of vit_gpt2 and of CLIP's ViT tower: its two ways to downsample, its
+two norms, and that a saved model rebuilds with the stem it was trained with (older vit_gpt2
+records included)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from vlcore.models.captioner_vit_gpt2 import ConvStem, ViTGPT2Captioner, ViTGPT2Config
+from vlcore.models.captioner_vit_gpt2 import ViTGPT2Captioner, ViTGPT2Config
+from vlcore.models.conv_stem import ConvStem
 from vlcore.models.generation import TextIds
 
 TEXT = TextIds(vocab_size=50, bos=0, eos=1, pad=2)
@@ -83,3 +85,34 @@ def test_records_from_before_the_stem_options_rebuild_the_old_stem():
     layers = list(stem.projection)
     assert any(isinstance(m, nn.MaxPool2d) for m in layers)
     assert any(isinstance(m, nn.GroupNorm) for m in layers)
+
+
+def test_clip_presets_choose_their_patch_projection(tmp_path):
+    from vlcore.models.clip import build_clip, load_clip, save_clip
+    from vlcore.text import TokenizerConfig, train_tokenizer
+
+    tokenizer = tmp_path / "tokenizer"
+    train_tokenizer(["a red circle", "a blue square on the left"] * 20,
+                    TokenizerConfig(vocab_size=300), tokenizer)  # fmt: skip
+    stem = build_clip("tiny_conv_stem", tokenizer_dir=tokenizer)
+    assert isinstance(stem.model.visual.conv1, ConvStem)
+    assert stem.model_cfg["vision_conv_stem"]["norm"] == "batch"
+    plain = build_clip("tiny", tokenizer_dir=tokenizer)
+    assert isinstance(plain.model.visual.conv1, nn.Conv2d)
+    # the stem (and its BatchNorm statistics) travels with a saved folder
+    stem.model.train()
+    stem.model.visual(torch.rand(4, 3, 64, 64))
+    stem.model.eval()
+    again = load_clip(save_clip(stem, tmp_path / "clip"))
+    images = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(stem.model.visual(images), again.model.visual(images))
+
+
+def test_open_clip_stem_refuses_what_it_cannot_replace():
+    from vlcore.models.conv_stem import add_open_clip_stem
+
+    with pytest.raises(ValueError, match="open_clip's VisionTransformer"):
+        add_open_clip_stem(nn.Linear(3, 3), {"channels": [8]})
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['width'\]"):
+        add_open_clip_stem(nn.Linear(3, 3), {"width": 8})

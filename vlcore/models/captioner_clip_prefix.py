@@ -30,6 +30,7 @@ from open_clip.model import _build_vision_tower
 from torch import nn
 
 from vlcore.models.captioner_vit_gpt2 import normalize_images
+from vlcore.models.conv_stem import VISION_STEM_KEY, add_open_clip_stem
 from vlcore.models.generation import (
     TextIds,
     decoder_from_config,
@@ -95,6 +96,7 @@ def clip_vision_spec(clip) -> dict[str, Any]:
         "embed_dim": int(clip.model_cfg["embed_dim"]),
         "vision_cfg": clip.model_cfg["vision_cfg"],
         "quick_gelu": bool(clip.model_cfg.get("quick_gelu", False)),
+        VISION_STEM_KEY: clip.model_cfg.get(VISION_STEM_KEY),
         "image_size": [int(s) for s in size],
         "mean": [float(v) for v in clip.preprocess_cfg["mean"]],
         "std": [float(v) for v in clip.preprocess_cfg["std"]],
@@ -164,6 +166,8 @@ class ClipPrefixCaptioner(nn.Module):
         """The architecture saved by :meth:`spec`, randomly initialised (load weights next)."""
         clip = spec["clip"]
         visual = _build_vision_tower(clip["embed_dim"], clip["vision_cfg"], clip["quick_gelu"])
+        if clip.get(VISION_STEM_KEY) is not None:
+            add_open_clip_stem(visual, clip[VISION_STEM_KEY])
         decoder = decoder_from_config(spec["decoder_config"])
         return cls(visual, decoder, ClipPrefixConfig.from_dict(spec["config"]), dict(clip))
 

@@ -9,15 +9,10 @@ folder instead (``google/vit-base-patch16-224-in21k`` + ``gpt2``, or a Chinese G
 ``vit_gpt2_base`` preset does.
 
 A from-scratch ViT may take a convolutional stem instead of its linear patch projection
-(``conv_stem``; Xiao et al., "Early Convolutions Help Transformers See Better", 2021):
-3x3 convolutions, a norm and GELU per stage, each stage halving the resolution down to the
-patch grid, by a stride-2 convolution (as Xiao et al.) or by 2x2 max-pooling after a stride-1
-one (``conv_stem_downsample``), normalised by BatchNorm or GroupNorm (``conv_stem_norm``). On
-the shapes world, a tiny ViT learns colours and counts quickly but barely tells a star from a
-hexagon within a CPU budget. With GroupNorm the captioner's shape words stay at chance for 800
-steps; with BatchNorm they leave chance within 400 (README, "Where the signal is lost"), and
-stride-2 convolutions make a step about a quarter cheaper. BatchNorm's statistics are per
-process under DDP (no SyncBatchNorm), as in torchvision's recipes without ``--sync-bn``.
+(``conv_stem`` channels, ``conv_stem_downsample``, ``conv_stem_norm``; see
+:mod:`vlcore.models.conv_stem`). The tiny preset uses stride-2 convolutions and BatchNorm: with
+GroupNorm its shape words stay at chance for 800 steps, with BatchNorm they leave chance
+within 400 (README, "Where the signal is lost").
 
 Shapes: images ``B 3 H W`` in [0, 1] (resized to the encoder's ``image_size`` and normalised
 here), text ``S L`` token ids, ``image_index`` ``S`` (which image each text belongs to, so one
@@ -37,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import AutoConfig, AutoModel, PreTrainedModel, VisionEncoderDecoderModel
 
+from vlcore.models.conv_stem import ConvStem
 from vlcore.models.generation import (
     TextIds,
     decoder_from_config,
@@ -96,54 +92,6 @@ def _vision_encoder(config: Any = None, pretrained: str | None = None) -> PreTra
         except TypeError:  # this encoder class takes no add_pooling_layer
             continue
     raise AssertionError("unreachable")
-
-
-STEM_DOWNSAMPLING = ("maxpool", "stride")
-STEM_NORMS = ("group", "batch")
-
-
-class ConvStem(nn.Sequential):
-    """``B 3 H W -> B hidden H/p W/p``: ``log2(p)`` stages of (3x3 conv, GroupNorm, GELU), each
-    halving the resolution (``downsample``: a stride-2 conv, or 2x2 max-pooling after a
-    stride-1 conv), the last one widening to ``hidden``. Replaces ViT's patch projection."""
-
-    def __init__(
-        self,
-        in_channels: int,
-        hidden: int,
-        patch_size: int,
-        channels: list[int],
-        downsample: str = "maxpool",
-        norm: str = "group",
-    ):
-        if norm not in STEM_NORMS:
-            raise ValueError(f"conv_stem_norm must be one of {STEM_NORMS}, got {norm!r}")
-        if downsample not in STEM_DOWNSAMPLING:
-            raise ValueError(
-                f"conv_stem_downsample must be one of {STEM_DOWNSAMPLING}, got {downsample!r}"
-            )
-        stages = patch_size.bit_length() - 1
-        if patch_size < 2 or 1 << stages != patch_size or len(channels) != stages - 1:
-            raise ValueError(
-                f"conv_stem needs a power-of-two patch_size and log2(patch_size) - 1 channel "
-                f"counts; got patch_size {patch_size} and conv_stem {channels}"
-            )
-        layers: list[nn.Module] = []
-        for c_in, c_out in zip([in_channels, *channels], [*channels, hidden], strict=True):
-            groups = 8 if c_out % 8 == 0 else 1
-            stride = 2 if downsample == "stride" else 1
-            layers += [
-                nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1),
-                nn.GroupNorm(groups, c_out) if norm == "group" else nn.BatchNorm2d(c_out),
-                nn.GELU(),
-            ]
-            if downsample == "maxpool":
-                layers.append(nn.MaxPool2d(2))
-        super().__init__(*layers)
-
-    @property
-    def weight(self) -> torch.Tensor:  # ViTModel reads projection.weight.dtype
-        return self[0].weight
 
 
 def _add_conv_stem(

@@ -5,7 +5,9 @@ Where a model comes from (``build_clip(model, ...)``):
 
 - a **preset** name, ``vlcore/presets/clip/<name>.json``. Either an architecture in open_clip's
   model-config format (``embed_dim``, ``vision_cfg``, ``text_cfg``, optionally
-  ``preprocess_cfg``), trained from scratch with the experiment's tokenizer, or an alias
+  ``preprocess_cfg``, plus vlcore's ``vision_conv_stem``: a convolutional stem for the ViT
+  image tower, :mod:`vlcore.models.conv_stem`), trained from scratch with the experiment's
+  tokenizer, or an alias
   ``{"open_clip_model": "ViT-B-32", "pretrained": "laion2b_s34b_b79k"}`` for a pretrained one.
 - an **open_clip name** (``ViT-B-32``, ``hf-hub:org/repo``) with ``pretrained`` a tag or a
   local weights file; open_clip's tokenizer and preprocessing come with it.
@@ -26,7 +28,8 @@ don't carry through open_clip, and is several times slower on CPU at equal width
 A saved model is a folder that reloads without knowing its name::
 
     model.safetensors       weights (safetensors; open_clip's local-dir: format reads it too)
-    open_clip_config.json   {"model_cfg": ..., "preprocess_cfg": ...}
+    open_clip_config.json   {"model_cfg": ..., "preprocess_cfg": ...} (with vision_conv_stem,
+                            only vlcore reads it back: open_clip does not know the key)
     vlcore_clip.json        provenance (source, pretrained) and how to rebuild the tokenizer
     tokenizer/              a copy of the experiment's tokenizer folder (presets)
 
@@ -52,6 +55,7 @@ from open_clip.transform import PreprocessCfg, image_transform_v2, merge_preproc
 from vlcore.io import read_json, write_json
 from vlcore.models.clip_encode import encode_images, encode_texts, inference_runtime
 from vlcore.models.clip_tokenize import CaptionTokenizer, ClipTokenizer, OpenClipTokenizer
+from vlcore.models.conv_stem import VISION_STEM_KEY, add_open_clip_stem
 from vlcore.train.checkpoint import load_weights, save_weights
 
 __all__ = [
@@ -140,10 +144,13 @@ def _instantiate(model_cfg: dict[str, Any], preprocess_cfg: dict[str, Any]) -> t
     """The open_clip model class for ``model_cfg``, randomly initialised (as create_model)."""
     cfg = copy.deepcopy(model_cfg)
     custom_text = cfg.pop("custom_text", False) or "hf_model_name" in cfg["text_cfg"]
+    stem = cfg.pop(VISION_STEM_KEY, None)
     if custom_text:
         cfg["text_cfg"]["hf_model_pretrained"] = False
     cls = open_clip.CustomTextCLIP if custom_text else open_clip.CLIP
     model = cls(**cfg, output_dict=True)
+    if stem is not None:
+        add_open_clip_stem(model.visual, stem)
     pp = merge_preprocess_dict(PreprocessCfg(), preprocess_cfg)
     pp["size"] = model.visual.image_size
     open_clip.set_model_preprocess_cfg(model, pp)
