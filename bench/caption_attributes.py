@@ -48,6 +48,13 @@ SIZE_OF_WORD = {word: size for size, words in SIZE_SYNONYMS_EN.items() for word 
 POSITION_OF_PHRASE = {
     phrase: position for position, phrases in POSITION_PHRASES_EN.items() for phrase in phrases
 }
+_COLOR_ALTERNATIVES = "|".join(COLORS)
+# "big red", and "red circle in the top left" (longest phrase first, so "... corner" wins)
+SIZE_BEFORE_COLOR = re.compile(rf"\b({'|'.join(SIZE_OF_WORD)}) ({_COLOR_ALTERNATIVES})\b")
+POSITION_AFTER_SHAPE = re.compile(
+    rf"\b({_COLOR_ALTERNATIVES}) [a-z]+ "
+    rf"({'|'.join(sorted(map(re.escape, POSITION_OF_PHRASE), key=len, reverse=True))})\b"
+)
 # attribute -> (the attribute value a caption word names, the attribute's vocabulary)
 LOOKUPS = {"shape": (SHAPE_OF_WORD, SHAPES), "color": ({c: c for c in COLORS}, COLORS)}
 
@@ -72,17 +79,15 @@ def bound_hits(results: list[dict], scenes: list[list[dict]]) -> dict[str, dict[
     a colour and shape word ("red circle in the top left"), checked against the object of that
     colour; chance: one size in two, one of the nine grid positions."""
     counts = {a: {"named": 0, "right": 0, "chance": 0.0} for a in ("size", "position")}
-    phrases = "|".join(sorted(map(re.escape, POSITION_OF_PHRASE), key=len, reverse=True))
-    colors = "|".join(COLORS)
     for result, scene in zip(results, scenes, strict=True):
         text = result["caption"].lower()
         objects = {o["color"]: o for o in scene}
         found = [
             ("size", m.group(2), SIZE_OF_WORD[m.group(1)], 0.5)
-            for m in re.finditer(rf"\b({'|'.join(SIZE_OF_WORD)}) ({colors})\b", text)
+            for m in SIZE_BEFORE_COLOR.finditer(text)
         ] + [
             ("position", m.group(1), POSITION_OF_PHRASE[m.group(2)], 1 / 9)
-            for m in re.finditer(rf"\b({colors}) [a-z]+ ({phrases})\b", text)
+            for m in POSITION_AFTER_SHAPE.finditer(text)
         ]
         for attribute, color, value, chance in found:
             if color in objects:

@@ -94,19 +94,30 @@ def _vision_encoder(config: Any = None, pretrained: str | None = None) -> PreTra
     raise AssertionError("unreachable")
 
 
-def _add_conv_stem(
-    encoder: PreTrainedModel,
-    channels: list[int] | None,
-    downsample: str = "maxpool",
-    norm: str = "group",
-) -> PreTrainedModel:
-    if channels:
+# The stem keys of a saved architecture (spec) and their values in records written before
+# conv_stem_downsample and conv_stem_norm existed.
+STEM_DEFAULTS: dict[str, Any] = {
+    "conv_stem": [],
+    "conv_stem_downsample": "maxpool",
+    "conv_stem_norm": "group",
+}
+
+
+def _add_conv_stem(encoder: PreTrainedModel, stem: Mapping[str, Any]) -> PreTrainedModel:
+    """Give ``encoder`` the stem described by ``stem`` (the :data:`STEM_DEFAULTS` keys); no
+    channels keep ViT's linear patch projection."""
+    if stem["conv_stem"]:
         patches = getattr(getattr(encoder, "embeddings", None), "patch_embeddings", None)
         if patches is None or not hasattr(patches, "projection"):
             raise ValueError(f"conv_stem works with ViT encoders, not {type(encoder).__name__}")
         cfg = encoder.config
         patches.projection = ConvStem(
-            cfg.num_channels, cfg.hidden_size, int(cfg.patch_size), list(channels), downsample, norm
+            cfg.num_channels,
+            cfg.hidden_size,
+            int(cfg.patch_size),
+            list(stem["conv_stem"]),
+            stem["conv_stem_downsample"],
+            stem["conv_stem_norm"],
         )
     return encoder
 
@@ -165,9 +176,7 @@ class ViTGPT2Captioner(nn.Module):
     def __init__(self, model: VisionEncoderDecoderModel, image_mean, image_std):
         super().__init__()
         self.model = model
-        self.conv_stem: list[int] = []  # channels of the convolutional stem, if any
-        self.conv_stem_downsample = "maxpool"
-        self.conv_stem_norm = "group"
+        self.stem: dict[str, Any] = dict(STEM_DEFAULTS)  # the convolutional stem, if any
         self.register_buffer("image_mean", torch.tensor(image_mean).view(1, 3, 1, 1), False)
         self.register_buffer("image_std", torch.tensor(image_std).view(1, 3, 1, 1), False)
 
@@ -176,6 +185,11 @@ class ViTGPT2Captioner(nn.Module):
     @classmethod
     def build(cls, config: ViTGPT2Config, text: TextIds, image_size: int) -> ViTGPT2Captioner:
         """A new model (random init, or the named pretrained parts); seed torch first."""
+        stem = {
+            "conv_stem": list(config.conv_stem or []),
+            "conv_stem_downsample": config.conv_stem_downsample,
+            "conv_stem_norm": config.conv_stem_norm,
+        }
         if config.encoder_pretrained is not None:
             if config.conv_stem:
                 raise ValueError(
@@ -189,18 +203,14 @@ class ViTGPT2Captioner(nn.Module):
             if enc.get("image_size") is None:
                 enc["image_size"] = image_size
             encoder = _vision_encoder(AutoConfig.for_model(**enc))
-            _add_conv_stem(
-                encoder, config.conv_stem, config.conv_stem_downsample, config.conv_stem_norm
-            )
+            _add_conv_stem(encoder, stem)
             if config.sincos_init:
                 _init_sincos(encoder)
         decoder = text_decoder(
             text, config.decoder, config.decoder_pretrained, cross_attention=True
         )
         model = cls(cls._join(encoder, decoder, text), config.image_mean, config.image_std)
-        model.conv_stem = list(config.conv_stem or [])
-        model.conv_stem_downsample = config.conv_stem_downsample
-        model.conv_stem_norm = config.conv_stem_norm
+        model.stem = stem
         return model
 
     @staticmethod
@@ -218,9 +228,7 @@ class ViTGPT2Captioner(nn.Module):
         return {
             "encoder_config": self.model.config.encoder.to_dict(),
             "decoder_config": self.model.config.decoder.to_dict(),
-            "conv_stem": self.conv_stem,
-            "conv_stem_downsample": self.conv_stem_downsample,
-            "conv_stem_norm": self.conv_stem_norm,
+            **self.stem,
             "image_mean": self.image_mean.flatten().tolist(),
             "image_std": self.image_std.flatten().tolist(),
         }
@@ -229,15 +237,11 @@ class ViTGPT2Captioner(nn.Module):
     def from_spec(cls, spec: Mapping[str, Any], text: TextIds) -> ViTGPT2Captioner:
         """The architecture saved by :meth:`spec`, randomly initialised (load weights next)."""
         encoder = _vision_encoder(AutoConfig.for_model(**spec["encoder_config"]))
-        # checkpoints from before these options existed: max-pooling and GroupNorm
-        downsample = spec.get("conv_stem_downsample", "maxpool")
-        norm = spec.get("conv_stem_norm", "group")
-        encoder = _add_conv_stem(encoder, spec.get("conv_stem"), downsample, norm)
+        stem = {key: spec.get(key) or default for key, default in STEM_DEFAULTS.items()}
+        encoder = _add_conv_stem(encoder, stem)
         decoder = decoder_from_config(spec["decoder_config"])
         model = cls(cls._join(encoder, decoder, text), spec["image_mean"], spec["image_std"])
-        model.conv_stem = list(spec.get("conv_stem") or [])
-        model.conv_stem_downsample = downsample
-        model.conv_stem_norm = norm
+        model.stem = stem
         return model
 
     # -- forward ------------------------------------------------------------------------

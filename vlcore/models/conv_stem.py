@@ -50,10 +50,10 @@ class ConvStem(nn.Sequential):
                 f"conv_stem needs a power-of-two patch_size and log2(patch_size) - 1 channel "
                 f"counts; got patch_size {patch_size} and conv_stem {channels}"
             )
+        stride = 2 if downsample == "stride" else 1
         layers: list[nn.Module] = []
         for c_in, c_out in zip([in_channels, *channels], [*channels, hidden], strict=True):
             groups = 8 if c_out % 8 == 0 else 1
-            stride = 2 if downsample == "stride" else 1
             layers += [
                 nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1),
                 nn.GroupNorm(groups, c_out) if norm == "group" else nn.BatchNorm2d(c_out),
@@ -70,7 +70,8 @@ class ConvStem(nn.Sequential):
 
 def add_open_clip_stem(visual: nn.Module, stem: Mapping[str, Any]) -> nn.Module:
     """Replace the patch projection (``conv1``) of an open_clip ``VisionTransformer`` by a
-    :class:`ConvStem`; ``stem``: ``{"channels": [...], "downsample": ..., "norm": ...}``."""
+    :class:`ConvStem`; ``stem``: ``{"channels": [...], "downsample": ..., "norm": ...}``
+    (downsample and norm default to "stride" and "batch", the stem that learns shapes)."""
     unknown = sorted(set(stem) - {"channels", "downsample", "norm"})
     if unknown:
         raise ValueError(f"vision_conv_stem: unknown key(s) {unknown}; allowed: channels, "
