@@ -129,3 +129,33 @@ def test_shape_keyword_files_match_the_generator(lang):
 
     words = read_keywords([REPO / "config" / "keywords" / f"shapes_{lang}.txt"])
     assert set(words) == set(SHAPE_WORDS_EN if lang == "en" else SHAPE_WORDS_ZH)
+
+
+def test_schema_uses_only_json_schema_keywords():
+    """A comma inside an unquoted YAML flow-mapping description splits it into a bogus key
+    that JSON Schema silently ignores; every key outside properties/$defs must be a keyword."""
+    schema = load_yaml(REPO / "config" / "schema.yaml")
+    keywords = {
+        "$schema", "$defs", "$ref", "title", "description", "type", "properties",
+        "additionalProperties", "required", "default", "enum", "items", "minItems", "maxItems",
+        "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "minLength", "oneOf",
+        "anyOf", "pattern", "propertyNames", "minProperties",
+    }  # fmt: skip
+    odd = []
+
+    def walk(node, path: str, named: bool) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if named:  # the keys are names (of properties or definitions)
+                    walk(value, f"{path}/{key}", False)
+                    continue
+                if key not in keywords:
+                    odd.append(f"{path}/{key}")
+                if key != "default":  # a default is a value, not a schema
+                    walk(value, f"{path}/{key}", key in ("properties", "$defs"))
+        elif isinstance(node, list):
+            for item in node:
+                walk(item, path, False)
+
+    walk(schema, "", False)
+    assert not odd, f"not JSON Schema keywords (unquoted comma in a description?): {odd}"
