@@ -20,8 +20,10 @@ epochs). Every ``--every`` steps it prints, on the ``val`` captions:
 
 ``shape_word_weight`` (a bench-only key) multiplies the loss of shape-word tokens: it uses
 the generator's lexicon, so it is a probe of where the learning signal goes, not a training
-method. The variants run side by side, ``--jobs`` at a time, one thread each; the table at
-the end gives each variant's accuracy beside the first one's.
+method. ``seed`` (a training key) changes both the initial weights and the batches drawn;
+shape emergence varies from seed to seed, so compare variants across a few seeds before
+reading much into a few points. The variants run side by side, ``--jobs`` at a time, one
+thread each; the table at the end gives each variant's accuracy beside the first one's.
 """
 
 from __future__ import annotations
@@ -91,7 +93,8 @@ def run_variant(args: dict) -> dict:
     styles = styles_in_split(exp / "shards") if own.styled_per_image > 0 else []
     add_style_tokens(tokenizer, styles)
     classes = shape_token_classes(tokenizer)
-    torch.manual_seed(config.seed if config.seed is not None else 0)
+    seed = config.seed if config.seed is not None else 0  # {"seed": N} varies init and batches
+    torch.manual_seed(seed)
     model = build_captioner(
         name,
         load_preset(name, own.preset, own.model),
@@ -147,7 +150,7 @@ def run_variant(args: dict) -> dict:
         betas=tuple(config.betas),
         weight_decay=config.weight_decay,
     )
-    draw = torch.Generator().manual_seed(0)
+    draw = torch.Generator().manual_seed(seed)
     styles_set = frozenset(styles)
     steps, every = args["steps"], args["every"]
     curve = []

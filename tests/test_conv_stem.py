@@ -41,6 +41,16 @@ def test_stem_maps_images_to_the_patch_grid(downsample, norm):
     assert sum(isinstance(m, norm_type) for m in stem) == 3
 
 
+def test_deeper_stem_adds_stride_one_blocks_per_stage():
+    stem = ConvStem(3, 32, 8, [8, 16], "stride", "batch", depth=2)
+    assert stem(torch.rand(2, 3, 32, 32)).shape == (2, 32, 4, 4)
+    convs = [m for m in stem if isinstance(m, nn.Conv2d)]
+    assert [c.stride[0] for c in convs] == [2, 1, 2, 1, 2, 1]
+    assert [c.out_channels for c in convs] == [8, 8, 16, 16, 32, 32]
+    with pytest.raises(ValueError, match="conv_stem_depth must be at least 1"):
+        ConvStem(3, 32, 8, [8, 16], depth=0)
+
+
 def test_stride_stem_does_a_quarter_of_the_first_stage_work():
     x = torch.rand(2, 3, 64, 64)
     first = {d: ConvStem(3, 32, 8, [8, 16], d)[0] for d in ("maxpool", "stride")}
@@ -60,13 +70,16 @@ def test_unknown_stem_options_are_refused_with_the_allowed_ones(key, value):
 def test_saved_architecture_rebuilds_with_its_stem():
     torch.manual_seed(0)
     model = ViTGPT2Captioner.build(
-        tiny_config(conv_stem_downsample="stride", conv_stem_norm="batch"), TEXT, image_size=32
+        tiny_config(conv_stem_downsample="stride", conv_stem_norm="batch", conv_stem_depth=2),
+        TEXT,
+        image_size=32,
     )
     model.train()
     model.encode(torch.rand(6, 3, 32, 32))  # moves the BatchNorm running statistics
     model.eval()
     spec = model.spec()
     assert (spec["conv_stem_downsample"], spec["conv_stem_norm"]) == ("stride", "batch")
+    assert spec["conv_stem_depth"] == 2
     rebuilt = ViTGPT2Captioner.from_spec(spec, TEXT)
     rebuilt.load_state_dict(model.state_dict())  # same modules, running statistics included
     rebuilt.eval()
@@ -80,9 +93,10 @@ def test_saved_architecture_rebuilds_with_its_stem():
 def test_records_from_before_the_stem_options_rebuild_the_old_stem():
     model = ViTGPT2Captioner.build(tiny_config(), TEXT, image_size=32)
     spec = model.spec()
-    del spec["conv_stem_downsample"], spec["conv_stem_norm"]
+    del spec["conv_stem_downsample"], spec["conv_stem_norm"], spec["conv_stem_depth"]
     stem = ViTGPT2Captioner.from_spec(spec, TEXT).model.encoder.embeddings.patch_embeddings
     layers = list(stem.projection)
+    assert sum(isinstance(m, nn.Conv2d) for m in layers) == 3  # one convolution per stage
     assert any(isinstance(m, nn.MaxPool2d) for m in layers)
     assert any(isinstance(m, nn.GroupNorm) for m in layers)
 

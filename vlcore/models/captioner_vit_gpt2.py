@@ -65,6 +65,8 @@ class ViTGPT2Config:
     conv_stem_downsample: str = "maxpool"
     # normalisation after each stem convolution: "group" (GroupNorm) or "batch" (BatchNorm)
     conv_stem_norm: str = "group"
+    # convolutions per stem stage: 1, or more for a deeper stem (stride-1 blocks added)
+    conv_stem_depth: int = 1
     # start the random-init ViT's learned position embeddings at 2-D sin-cos values (MAE)
     sincos_init: bool = True
     # per-channel normalisation of [0, 1] images; ViT in21k uses 0.5 / 0.5
@@ -95,11 +97,12 @@ def _vision_encoder(config: Any = None, pretrained: str | None = None) -> PreTra
 
 
 # The stem keys of a saved architecture (spec) and their values in records written before
-# conv_stem_downsample and conv_stem_norm existed.
+# conv_stem_downsample, conv_stem_norm and conv_stem_depth existed.
 STEM_DEFAULTS: dict[str, Any] = {
     "conv_stem": [],
     "conv_stem_downsample": "maxpool",
     "conv_stem_norm": "group",
+    "conv_stem_depth": 1,
 }
 
 
@@ -118,6 +121,7 @@ def _add_conv_stem(encoder: PreTrainedModel, stem: Mapping[str, Any]) -> PreTrai
             list(stem["conv_stem"]),
             stem["conv_stem_downsample"],
             stem["conv_stem_norm"],
+            int(stem["conv_stem_depth"]),
         )
     return encoder
 
@@ -189,6 +193,7 @@ class ViTGPT2Captioner(nn.Module):
             "conv_stem": list(config.conv_stem or []),
             "conv_stem_downsample": config.conv_stem_downsample,
             "conv_stem_norm": config.conv_stem_norm,
+            "conv_stem_depth": config.conv_stem_depth,
         }
         if config.encoder_pretrained is not None:
             if config.conv_stem:

@@ -24,10 +24,21 @@ STEM_DOWNSAMPLING = ("maxpool", "stride")
 STEM_NORMS = ("group", "batch")
 
 
+def _conv_block(c_in: int, c_out: int, stride: int, norm: str) -> list[nn.Module]:
+    groups = 8 if c_out % 8 == 0 else 1
+    return [
+        nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1),
+        nn.GroupNorm(groups, c_out) if norm == "group" else nn.BatchNorm2d(c_out),
+        nn.GELU(),
+    ]
+
+
 class ConvStem(nn.Sequential):
     """``B 3 H W -> B hidden H/p W/p``: ``log2(p)`` stages of (3x3 conv, norm, GELU), each
     halving the resolution (``downsample``: a stride-2 conv, or 2x2 max-pooling after a
-    stride-1 conv), the last one widening to ``hidden``. Replaces a ViT's patch projection."""
+    stride-1 conv), the last one widening to ``hidden``. ``depth`` > 1 adds ``depth - 1``
+    stride-1 (3x3 conv, norm, GELU) blocks at the end of every stage (a deeper stem with a
+    wider receptive field, as in ResNet stages). Replaces a ViT's patch projection."""
 
     def __init__(
         self,
@@ -37,7 +48,10 @@ class ConvStem(nn.Sequential):
         channels: list[int],
         downsample: str = "maxpool",
         norm: str = "group",
+        depth: int = 1,
     ):
+        if depth < 1:
+            raise ValueError(f"conv_stem_depth must be at least 1, got {depth}")
         if norm not in STEM_NORMS:
             raise ValueError(f"conv_stem_norm must be one of {STEM_NORMS}, got {norm!r}")
         if downsample not in STEM_DOWNSAMPLING:
@@ -53,14 +67,11 @@ class ConvStem(nn.Sequential):
         stride = 2 if downsample == "stride" else 1
         layers: list[nn.Module] = []
         for c_in, c_out in zip([in_channels, *channels], [*channels, hidden], strict=True):
-            groups = 8 if c_out % 8 == 0 else 1
-            layers += [
-                nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1),
-                nn.GroupNorm(groups, c_out) if norm == "group" else nn.BatchNorm2d(c_out),
-                nn.GELU(),
-            ]
+            layers += _conv_block(c_in, c_out, stride, norm)
             if downsample == "maxpool":
                 layers.append(nn.MaxPool2d(2))
+            for _ in range(depth - 1):
+                layers += _conv_block(c_out, c_out, 1, norm)
         super().__init__(*layers)
 
     @property
@@ -71,11 +82,12 @@ class ConvStem(nn.Sequential):
 def add_open_clip_stem(visual: nn.Module, stem: Mapping[str, Any]) -> nn.Module:
     """Replace the patch projection (``conv1``) of an open_clip ``VisionTransformer`` by a
     :class:`ConvStem`; ``stem``: ``{"channels": [...], "downsample": ..., "norm": ...}``
-    (downsample and norm default to "stride" and "batch", the stem that learns shapes)."""
-    unknown = sorted(set(stem) - {"channels", "downsample", "norm"})
+    (downsample and norm default to "stride" and "batch", the stem that learns shapes;
+    ``"depth"``, convolutions per stage, to 1)."""
+    unknown = sorted(set(stem) - {"channels", "downsample", "norm", "depth"})
     if unknown:
         raise ValueError(f"vision_conv_stem: unknown key(s) {unknown}; allowed: channels, "
-                         "downsample, norm")  # fmt: skip
+                         "downsample, norm, depth")  # fmt: skip
     patch = getattr(visual, "conv1", None)
     if not isinstance(patch, nn.Conv2d) or patch.kernel_size != patch.stride:
         raise ValueError(
@@ -89,5 +101,6 @@ def add_open_clip_stem(visual: nn.Module, stem: Mapping[str, Any]) -> nn.Module:
         list(stem.get("channels", [])),
         stem.get("downsample", "stride"),
         stem.get("norm", "batch"),
+        int(stem.get("depth", 1)),
     )
     return visual
