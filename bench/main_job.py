@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/main_job.py                       # default config, 2 cores
     .venv/bin/python bench/main_job.py --target results/t2i.json --budget 600
-    .venv/bin/python bench/main_job.py --configfile config/experiments/synthetic_zh.yaml
+    .venv/bin/python bench/main_job.py --configfile config/experiments/synthetic_zh.yaml \
+        --config 'run=[synthetic_zh]' --target results/cider.json results/vqa.json
 
 The workflow is copied into a temporary folder (so nothing of yours is reused or touched),
 run with ``snakemake --cores N``, and every rule's ``benchmarks/<rule>/<exp>.tsv`` is read
@@ -45,21 +46,35 @@ def read_benchmarks(workdir: Path) -> list[tuple[str, str, float, float]]:
     return rows
 
 
-def main(argv: list[str] | None = None) -> int:
+def snakemake_command(args: argparse.Namespace) -> list[str]:
+    """The snakemake call; the targets come first, because ``--configfile`` and ``--config``
+    take every value that follows them."""
+    command = [str(Path(sys.executable).parent / "snakemake"), "--cores", str(args.cores)]
+    command += args.target
+    if args.configfile:
+        command += ["--configfile", str(Path(args.configfile).resolve())]
+    if args.config:
+        command += ["--config", *args.config]
+    return command
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--target", nargs="*", default=[], help="targets (default: rule all)")
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--configfile", default=None)
+    parser.add_argument("--config", nargs="*", default=[], help="snakemake --config KEY=VALUE")
     parser.add_argument("--budget", type=float, default=600.0, help="seconds allowed (default 600)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary run folder")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
 
     workdir = Path(tempfile.mkdtemp(prefix="vlcore-bench-"))
     copy_workflow(workdir)
-    command = [str(Path(sys.executable).parent / "snakemake"), "--cores", str(args.cores)]
-    if args.configfile:
-        command += ["--configfile", str(Path(args.configfile).resolve())]
-    command += args.target
+    command = snakemake_command(args)
     print("running:", " ".join(command), "in", workdir, flush=True)
     start = time.perf_counter()
     proc = subprocess.run(command, cwd=workdir, capture_output=True, text=True)
