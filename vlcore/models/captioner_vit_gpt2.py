@@ -9,7 +9,7 @@ folder instead (``google/vit-base-patch16-224-in21k`` + ``gpt2``, or a Chinese G
 ``vit_gpt2_base`` preset does.
 
 A from-scratch ViT may take a convolutional stem instead of its linear patch projection
-(``conv_stem`` channels, ``conv_stem_downsample``, ``conv_stem_norm``; see
+(``conv_stem`` channels, ``conv_stem_downsample``, ``conv_stem_norm``, ``conv_stem_depth``; see
 :mod:`vlcore.models.conv_stem`). The tiny preset uses stride-2 convolutions and BatchNorm: with
 GroupNorm its shape words stay at chance for 800 steps, with BatchNorm they leave chance
 within 400 (README, "Where the signal is lost").
