@@ -189,12 +189,8 @@ class ViTGPT2Captioner(nn.Module):
     @classmethod
     def build(cls, config: ViTGPT2Config, text: TextIds, image_size: int) -> ViTGPT2Captioner:
         """A new model (random init, or the named pretrained parts); seed torch first."""
-        stem = {
-            "conv_stem": list(config.conv_stem or []),
-            "conv_stem_downsample": config.conv_stem_downsample,
-            "conv_stem_norm": config.conv_stem_norm,
-            "conv_stem_depth": config.conv_stem_depth,
-        }
+        stem = {key: getattr(config, key) for key in STEM_DEFAULTS}
+        stem["conv_stem"] = list(config.conv_stem or [])
         if config.encoder_pretrained is not None:
             if config.conv_stem:
                 raise ValueError(

@@ -22,6 +22,8 @@ from torch import nn
 VISION_STEM_KEY = "vision_conv_stem"
 STEM_DOWNSAMPLING = ("maxpool", "stride")
 STEM_NORMS = ("group", "batch")
+# the keys of a CLIP preset's vision_conv_stem mapping
+OPEN_CLIP_STEM_KEYS = ("channels", "downsample", "norm", "depth")
 
 
 def _conv_block(c_in: int, c_out: int, stride: int, norm: str) -> list[nn.Module]:
@@ -84,10 +86,11 @@ def add_open_clip_stem(visual: nn.Module, stem: Mapping[str, Any]) -> nn.Module:
     :class:`ConvStem`; ``stem``: ``{"channels": [...], "downsample": ..., "norm": ...}``
     (downsample and norm default to "stride" and "batch", the stem that learns shapes;
     ``"depth"``, convolutions per stage, to 1)."""
-    unknown = sorted(set(stem) - {"channels", "downsample", "norm", "depth"})
+    unknown = sorted(set(stem) - set(OPEN_CLIP_STEM_KEYS))
     if unknown:
-        raise ValueError(f"vision_conv_stem: unknown key(s) {unknown}; allowed: channels, "
-                         "downsample, norm, depth")  # fmt: skip
+        raise ValueError(
+            f"vision_conv_stem: unknown key(s) {unknown}; allowed: {', '.join(OPEN_CLIP_STEM_KEYS)}"
+        )
     patch = getattr(visual, "conv1", None)
     if not isinstance(patch, nn.Conv2d) or patch.kernel_size != patch.stride:
         raise ValueError(
