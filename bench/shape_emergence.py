@@ -16,6 +16,9 @@ epochs). Every ``--every`` steps it prints, on the ``val`` captions:
   included), does the model rank that shape above the other five (each shape scored by the
   best logit among the first tokens of its words)? Chance is 1/6. The words before it
   (usually the colour) are given, so this asks "which shape is the pink object?";
+* colour and size accuracy, the same way (chance 1/8 and 1/2): which colour comes next, is
+  the object small or large? Captioners that cannot place objects (clip_prefix) are already
+  visible here when their shape accuracy is still at chance;
 * the mean caption-token loss.
 
 ``shape_word_weight`` (a bench-only key) multiplies the loss of shape-word tokens: it uses
@@ -50,36 +53,54 @@ from vlcore.pipeline.captioner import (
     parse_settings,
     styles_in_split,
 )
-from vlcore.synthetic.lexicon import SHAPE_SYNONYMS_EN, SHAPES
+from vlcore.synthetic.lexicon import COLORS, SHAPE_SYNONYMS_EN, SHAPES, SIZE_SYNONYMS_EN
 from vlcore.text import load_tokenizer
 
 BENCH_KEYS = ("shape_word_weight",)
 
 
-def shape_token_classes(tokenizer) -> dict[int, int]:
-    """First token of every shape word (as inside a caption, after a space) -> shape index."""
+# The attribute words read at every evaluation: canonical value -> its words (synonyms).
+WORD_GROUPS = {
+    "shape": SHAPE_SYNONYMS_EN,
+    "colour": {color: (color,) for color in COLORS},
+    "size": SIZE_SYNONYMS_EN,
+}
+
+
+def token_classes(tokenizer, synonyms=SHAPE_SYNONYMS_EN) -> dict[int, int]:
+    """First token of every word of ``synonyms`` (as inside a caption, after a space) -> the
+    index of its canonical value."""
     classes: dict[int, int] = {}
-    for index, shape in enumerate(SHAPES):
-        for word in SHAPE_SYNONYMS_EN[shape]:
+    for index, (value, words) in enumerate(synonyms.items()):
+        for word in words:
             token = tokenizer(" " + word, add_special_tokens=False)["input_ids"][0]
             if classes.setdefault(token, index) != index:
-                raise ValueError(f"shape words of different shapes share first token {token}")
+                raise ValueError(f"words of different values share first token {token} ({value})")
     return classes
 
 
-def shape_accuracy(
+def shape_token_classes(tokenizer) -> dict[int, int]:
+    """First token of every shape word -> shape index (:func:`token_classes` of the shapes)."""
+    return token_classes(tokenizer, SHAPE_SYNONYMS_EN)
+
+
+def class_accuracy(
     logits: torch.Tensor, labels: torch.Tensor, classes: dict[int, int]
 ) -> tuple[int, int]:
-    """(right, counted) over the positions whose next token starts a shape word."""
+    """(right, counted) over the positions whose next token starts a word of ``classes``: is
+    its value ranked first among the values (each scored by its best first-token logit)?"""
     targets = labels[:, 1:]
     scores = logits[:, :-1]
-    by_shape = [[t for t, c in classes.items() if c == i] for i in range(len(SHAPES))]
+    by_value = [[t for t, c in classes.items() if c == i] for i in range(max(classes.values()) + 1)]
     at = torch.isin(targets, torch.tensor(sorted(classes))).nonzero().tolist()
     right = 0
     for row, pos in at:
-        best = torch.stack([scores[row, pos, toks].max() for toks in by_shape])
+        best = torch.stack([scores[row, pos, toks].max() for toks in by_value])
         right += int(best.argmax()) == classes[int(targets[row, pos])]
     return right, len(at)
+
+
+shape_accuracy = class_accuracy  # the name the shape-only version had
 
 
 def run_variant(args: dict) -> dict:
@@ -92,7 +113,8 @@ def run_variant(args: dict) -> dict:
     tokenizer = load_tokenizer(exp / "tokenizer")
     styles = styles_in_split(exp / "shards") if own.styled_per_image > 0 else []
     add_style_tokens(tokenizer, styles)
-    classes = shape_token_classes(tokenizer)
+    groups = {name: token_classes(tokenizer, words) for name, words in WORD_GROUPS.items()}
+    classes = groups["shape"]
     seed = config.seed if config.seed is not None else 0  # {"seed": N} varies init and batches
     torch.manual_seed(seed)
     model = build_captioner(
@@ -119,21 +141,24 @@ def run_variant(args: dict) -> dict:
         for i in range(0, len(val_rows), 64)
     ]
 
-    def evaluate() -> tuple[float, float]:
+    def evaluate() -> tuple[dict[str, float], float]:
         model.eval()
-        right = counted = 0
+        tally = {name: [0, 0] for name in groups}
         loss = 0.0
         with torch.no_grad():
             for b in val_batches:
                 logits = model.text_logits(
                     b["pixel_values"], b["input_ids"], b["attention_mask"], b["image_index"]
                 )
-                r, n = shape_accuracy(logits, b["labels"], classes)
-                right, counted = right + r, counted + n
+                for name, word_classes in groups.items():
+                    r, n = class_accuracy(logits, b["labels"], word_classes)
+                    tally[name][0] += r
+                    tally[name][1] += n
                 tokens = (b["labels"][:, 1:] != IGNORE).sum()  # all captions: no questions
                 loss += (sequence_losses(logits, b["labels"]).sum() / tokens).item()
         model.train()
-        return right / max(counted, 1), loss / len(val_batches)
+        accuracies = {name: right / max(counted, 1) for name, (right, counted) in tally.items()}
+        return accuracies, loss / len(val_batches)
 
     shape_tokens = torch.tensor(sorted(classes))
 
@@ -172,10 +197,19 @@ def run_variant(args: dict) -> dict:
         opt.step()
         opt.zero_grad(set_to_none=True)
         if step % every == 0 or step == steps:
-            accuracy, val_loss = evaluate()
-            curve.append({"step": step, "shape_accuracy": accuracy, "val_loss": val_loss})
+            accuracies, val_loss = evaluate()
+            curve.append(
+                {
+                    "step": step,
+                    "shape_accuracy": accuracies["shape"],
+                    "colour_accuracy": accuracies["colour"],
+                    "size_accuracy": accuracies["size"],
+                    "val_loss": val_loss,
+                }
+            )
             print(
-                f"[{args['label']}] step {step}: shape accuracy {100 * accuracy:.1f}%, "
+                f"[{args['label']}] step {step}: shape accuracy {100 * accuracies['shape']:.1f}%, "
+                f"colour {100 * accuracies['colour']:.1f}%, size {100 * accuracies['size']:.1f}%, "
                 f"val loss {val_loss:.3f} ({time.perf_counter() - start:.0f} s)",
                 flush=True,
             )
@@ -232,16 +266,21 @@ def main(argv: list[str] | None = None) -> int:
     with concurrent.futures.ProcessPoolExecutor(max_workers=args.jobs) as pool:
         results = list(pool.map(run_variant, jobs))
     base = {p["step"]: p["shape_accuracy"] for p in results[0]["curve"]}
-    print(f"\nshape accuracy (teacher forced, val captions; chance {100 / len(SHAPES):.1f}%)")
     print(
-        f"{'variant':24s} {'step':>5s} {'accuracy':>9s} {'vs ' + results[0]['label']:>14s} {'val loss':>9s}"
+        f"\nteacher-forced word accuracy on the val captions (chance: shape "
+        f"{100 / len(SHAPES):.1f}%, colour {100 / len(COLORS):.1f}%, size 50%)"
+    )
+    print(
+        f"{'variant':24s} {'step':>5s} {'shape':>7s} {'vs ' + results[0]['label']:>14s} "
+        f"{'colour':>7s} {'size':>7s} {'val loss':>9s}"
     )
     for result in results:
         for p in result["curve"]:
             ratio = p["shape_accuracy"] / base[p["step"]] if base.get(p["step"]) else float("nan")
             print(
-                f"{result['label']:24s} {p['step']:5d} {100 * p['shape_accuracy']:8.1f}% "
-                f"{ratio:13.2f}x {p['val_loss']:9.3f}"
+                f"{result['label']:24s} {p['step']:5d} {100 * p['shape_accuracy']:6.1f}% "
+                f"{ratio:13.2f}x {100 * p['colour_accuracy']:6.1f}% "
+                f"{100 * p['size_accuracy']:6.1f}% {p['val_loss']:9.3f}"
             )
         print(f"{result['label']:24s} trained in {result['seconds']:.0f} s")
     if args.json:

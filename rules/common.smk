@@ -94,9 +94,13 @@ def clip_settings(wildcards):
 
 
 def captioner_settings(wildcards):
-    return flatten_training(
-        experiment(wildcards)["captioners"][wildcards.captioner], wildcards
-    )
+    """The captioner's section for its trainer; self-critical rewards tokenise the captions
+    as the experiment's evaluation does (its language and Chinese segmenter)."""
+    exp = experiment(wildcards)
+    settings = flatten_training(exp["captioners"][wildcards.captioner], wildcards)
+    scst = {**settings.get("scst", {}), "lang": exp["lang"]}
+    scst["segmenter"] = exp["evaluation"]["segmenter"]
+    return {**settings, "scst": scst}
 
 
 def vqvae_settings(wildcards):

@@ -62,3 +62,21 @@ def test_variants_are_name_equals_json(bench):
     for bad in ("noequals", "a=[1]", "a={oops"):
         with pytest.raises(argparse.ArgumentTypeError):
             bench.parse_variant(bad)
+
+
+def test_colour_and_size_classes_use_the_same_accuracy(bench):
+    words = list(bench.WORD_GROUPS["colour"]) + ["small", "little", "large", "big"]
+    ids = {" " + w: 10 + i for i, w in enumerate(words)}
+    tokenizer = WordTokenizer(ids)
+    colours = bench.token_classes(tokenizer, bench.WORD_GROUPS["colour"])
+    sizes = bench.token_classes(tokenizer, bench.WORD_GROUPS["size"])
+    assert len(colours) == 8 and sorted(set(sizes.values())) == [0, 1]
+    assert sizes[ids[" little"]] == sizes[ids[" small"]] != sizes[ids[" big"]]
+    # "<bos> x big": "large" ranked first counts as right (a synonym of the same size)
+    labels = torch.tensor([[-100, 5, ids[" big"]], [-100, 5, ids[" red"]]])
+    logits = torch.zeros(2, 3, 100)
+    logits[0, 1, ids[" large"]] = 2.0
+    logits[0, 1, ids[" small"]] = 1.0
+    logits[1, 1, ids[" blue"]] = 1.0
+    assert bench.class_accuracy(logits, labels, sizes) == (1, 1)
+    assert bench.class_accuracy(logits, labels, colours) == (0, 1)

@@ -27,6 +27,7 @@ experiments:
       vit_gpt2:
         batch_size: 8
         train: {TRAIN}
+        scst: {{steps: 2, samples: 2, max_new_tokens: 8}}
         generate: {{num_beams: 2, max_new_tokens: 8}}
       clip_prefix:
         batch_size: 8
@@ -64,6 +65,8 @@ def test_tables_hold_models_and_reference_rows(tiny_main: Path):
     assert "per_question" not in vqa
     retrieval = read(tiny_main, "retrieval.json")["experiments"]["default"]
     assert retrieval["chance"]["image_to_text"]["R@1"] > 0
+    vit_gpt2 = tiny_main / "results" / "default" / "captioners" / "vit_gpt2"
+    assert len(json.loads((vit_gpt2 / "history.json").read_text())["scst"]["reward"]) == 2
     caption_file = tiny_main / "results" / "default" / "captions" / "vit_gpt2.tsv"
     assert all(len(line.split("\t")) == 2 for line in caption_file.read_text().splitlines())
 

@@ -52,6 +52,7 @@ from vlcore.data.shard import load_manifest
 from vlcore.data.stream import ShardStream, collate
 from vlcore.ids import stable_hash
 from vlcore.io import atomic_dir, atomic_path, read_json, write_json
+from vlcore.metrics.cider_reward import CiderD, TfIdf, reward_tokens
 from vlcore.metrics.vqa import normalize_answer
 from vlcore.models.captioner_clip_prefix import ClipPrefixCaptioner, ClipPrefixConfig
 from vlcore.models.captioner_vit_gpt2 import ViTGPT2Captioner, ViTGPT2Config
@@ -68,8 +69,10 @@ from vlcore.models.generation import (
 )
 from vlcore.text import load_tokenizer, style_token
 from vlcore.train.checkpoint import load_weights
-from vlcore.train.loop import TrainConfig, fit
+from vlcore.train.loop import TrainConfig, finished_run, fit
+from vlcore.train.plots import plot_loss_curve
 from vlcore.train.runtime import pick_device, setup_runtime, teardown_runtime
+from vlcore.train.scst import SCSTConfig, SelfCritical
 
 logger = logging.getLogger(__name__)
 
@@ -120,6 +123,8 @@ class CaptionerSettings:
     num_workers: int = 0
     # decoding: vlcore.models.generation.DecodingConfig fields
     generate: dict[str, Any] = field(default_factory=dict)
+    # self-critical CIDEr-D fine-tuning after cross-entropy: vlcore.train.scst.SCSTConfig fields
+    scst: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "max_length"):
@@ -143,6 +148,7 @@ class CaptionerSettings:
         if not 0 <= self.label_smoothing < 1:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         DecodingConfig.from_dict(self.generate)  # fail early on a bad generate section
+        SCSTConfig.from_dict(self.scst)
 
 
 def check_name(name: str) -> None:
@@ -445,6 +451,38 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def train_references(
+    shards_dir: str | os.PathLike, scst: SCSTConfig
+) -> tuple[CiderD, dict[str, list[TfIdf]]]:
+    """The CIDEr-D reward of self-critical training: n-grams weighted by the ``train`` split's
+    neutral captions, and each training image's references (by key) as tf-idf vectors."""
+    manifest = load_manifest(shards_dir)
+    keys, corpus = [], []
+    for shard in manifest["splits"]["train"]["shards"]:
+        table = pq.read_table(Path(manifest["dir"]) / shard["file"], columns=["key", "captions"])
+        for key, captions in zip(table["key"].to_pylist(), table["captions"].to_pylist(),
+                                 strict=True):  # fmt: skip
+            if captions:
+                keys.append(key)
+                corpus.append([reward_tokens(c, scst.lang, scst.segmenter) for c in captions])
+    cider = CiderD(corpus)
+    return cider, {k: [cider.tfidf(t) for t in refs] for k, refs in zip(keys, corpus, strict=True)}
+
+
+def collate_references(
+    rows: list[dict[str, Any]], references: Mapping[str, list[TfIdf]]
+) -> dict[str, Any]:
+    """ShardStream rows -> a self-critical batch: ``pixel_values`` and each image's
+    references (rows without neutral captions are left out)."""
+    rows = [row for row in rows if row["key"] in references]
+    if not rows:
+        return {"pixel_values": torch.empty(0), "references": []}
+    return {
+        "pixel_values": torch.stack([row["image"] for row in rows]),
+        "references": [references[row["key"]] for row in rows],
+    }
+
+
 def train_captioner(
     name: str,
     shards_dir: str | os.PathLike,
@@ -554,38 +592,115 @@ def train_captioner(
         with atomic_dir(out_dir / TOKENIZER_DIR) as tmp:
             tokenizer.save_pretrained(tmp)
         write_json(record, out_dir / RECORD_FILE)
+    scst = SCSTConfig.from_dict(own.scst)
+    # with self-critical fine-tuning, cross-entropy training is a stage of its own (xe/): a
+    # job killed during fine-tuning resumes there instead of training from scratch
+    xe_dir = out_dir / "xe" if scst.steps else out_dir
     start = time.perf_counter()
     try:
-        history = fit(
-            model,
-            loss_fn,
-            lambda epoch: loader("train", epoch),
-            (lambda: loader("val", 0)) if has_val else None,
-            config,
-            out_dir,
-            meta=meta,
-            runtime=runtime,
-        )
+        if scst.steps and finished_run(xe_dir, meta, config, runtime.world_size):
+            logger.info("cross-entropy stage already done: %s", xe_dir)
+            load_weights(model, xe_dir / WEIGHTS_FILE)
+            history = read_json(xe_dir / "history.json")
+        else:
+            history = fit(
+                model,
+                loss_fn,
+                lambda epoch: loader("train", epoch),
+                (lambda: loader("val", 0)) if has_val else None,
+                config,
+                xe_dir,
+                meta=meta,
+                runtime=runtime,
+            )
+        if scst.steps:
+            history = _self_critical(
+                model, tokenizer, shards_dir, streams["train"], own, scst, config, meta,
+                history, out_dir, runtime,
+            )  # fmt: skip
     finally:
         if owns_group:
             teardown_runtime(runtime)
     seconds = time.perf_counter() - start
     summary = {
         "steps": config.max_steps,
+        "scst_steps": scst.steps,
         "seconds": seconds,
-        "steps_per_second": config.max_steps / seconds if seconds > 0 else None,
+        "steps_per_second": (config.max_steps + scst.steps) / seconds if seconds > 0 else None,
         "world_size": runtime.world_size,
         "parameters": n_params,
         "trainable_parameters": n_train,
     }
     logger.info(
-        "train_captioner %s: %d steps in %.1f s (%.2f steps/s)",
+        "train_captioner %s: %d steps (+ %d self-critical) in %.1f s",
         name,
         config.max_steps,
+        scst.steps,
         seconds,
-        summary["steps_per_second"] or 0.0,
     )
     return {**history, "summary": summary}
+
+
+def _self_critical(
+    model: torch.nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    shards_dir: str | os.PathLike,
+    stream: ShardStream,
+    own: CaptionerSettings,
+    scst: SCSTConfig,
+    config: TrainConfig,
+    meta: dict[str, Any],
+    xe_history: dict[str, Any],
+    out_dir: Path,
+    runtime,
+) -> dict[str, Any]:
+    """Fine-tune ``model`` on its sampled captions' CIDEr-D (:mod:`vlcore.train.scst`) and
+    write the captioner's final weights, history (cross-entropy curves plus the mean reward
+    of every step) and loss curve to ``out_dir``."""
+    cider, references = train_references(shards_dir, scst)
+    _seed_everything(config.seed)  # the same samples whether or not the first stage just ran
+    loss_fn = SelfCritical(scst, tokenizer, cider)
+
+    def loader(epoch: int) -> DataLoader:
+        stream.set_epoch(epoch)
+        return DataLoader(
+            stream,
+            batch_size=own.batch_size,
+            num_workers=own.num_workers,
+            collate_fn=functools.partial(collate_references, references=references),
+            drop_last=True,
+        )
+
+    tuning = dataclasses.replace(
+        config, max_steps=scst.steps, lr=scst.lr, warmup_steps=0, val_every=0
+    )
+    logger.info(
+        "self-critical fine-tuning: %d steps, %d samples per image, lr %.1e",
+        scst.steps,
+        scst.samples,
+        scst.lr,
+    )
+    tuned = fit(
+        model,
+        loss_fn,
+        loader,
+        None,
+        tuning,
+        out_dir,
+        meta={**meta, "scst": dataclasses.asdict(scst)},
+        runtime=runtime,
+    )
+    history = {**xe_history, "scst": {"train": tuned["train"], "reward": loss_fn.rewards}}
+    if runtime.is_main:
+        write_json(history, out_dir / "history.json")
+        plot_loss_curve(xe_history, out_dir / "loss_curve.png", title=meta.get("name", ""))
+        logger.info(
+            "self-critical fine-tuning: mean sampled CIDEr-D %.3f over the first 10 steps, "
+            "%.3f over the last 10",
+            sum(loss_fn.rewards[:10]) / max(len(loss_fn.rewards[:10]), 1),
+            sum(loss_fn.rewards[-10:]) / max(len(loss_fn.rewards[-10:]), 1),
+        )
+    return history
 
 
 # -- generate_captions and answer_questions ---------------------------------------------------

@@ -74,6 +74,24 @@ def config_fingerprint(meta: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(meta, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def run_meta(meta: dict[str, Any] | None, config: TrainConfig, world_size: int) -> dict:
+    """What :func:`fit` records in ``train_config.json`` (and fingerprints) for a run."""
+    return {**(meta or {}), "train": asdict(config), "world_size": world_size}
+
+
+def finished_run(
+    out_dir: str | Path, meta: dict[str, Any] | None, config: TrainConfig, world_size: int
+) -> bool:
+    """Whether ``out_dir`` holds the final weights of exactly this run (same meta, config and
+    process count), so that a later stage can start from them instead of training again."""
+    out_dir = Path(out_dir)
+    record = out_dir / "train_config.json"
+    if not (out_dir / "model.safetensors").is_file() or not record.is_file():
+        return False
+    expected = json.loads(json.dumps(run_meta(meta, config, world_size), default=str))
+    return json.loads(record.read_text(encoding="utf-8")) == expected
+
+
 def build_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     decay, no_decay = [], []
     for param in model.parameters():
@@ -149,7 +167,7 @@ def fit(
     ``loss_curve.png`` and ``train_config.json`` to ``out_dir`` and return the history."""
     out_dir = Path(out_dir)
     runtime = runtime or setup_runtime(config.device, config.precision)
-    meta = {**(meta or {}), "train": asdict(config), "world_size": runtime.world_size}
+    meta = run_meta(meta, config, runtime.world_size)
     fingerprint = config_fingerprint(meta)
     ckpt_dir = out_dir / "checkpoint"
 

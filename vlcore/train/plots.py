@@ -16,15 +16,19 @@ from vlcore.io import atomic_path  # noqa: E402
 def plot_loss_curve(history: dict[str, Any], path: str | os.PathLike, title: str = "") -> None:
     """Train loss (and validation loss, when recorded) against the optimizer step."""
     fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    values = []
     if history["train"]:
         steps, losses = zip(*[(s, loss) for s, loss, *_ in history["train"]], strict=True)
         ax.plot(steps, losses, label="train", color="tab:blue")
+        values += losses
     if history["val"]:
         steps, losses = zip(*history["val"], strict=True)
         ax.plot(steps, losses, "o-", label="validation", color="tab:orange")
+        values += losses
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("loss")
-    ax.set_yscale("log")
+    if values and min(values) > 0:  # a policy-gradient loss (self-critical) can be negative
+        ax.set_yscale("log")
     ax.grid(alpha=0.3)
     ax.legend()
     if title:
