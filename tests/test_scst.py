@@ -1,10 +1,14 @@
 """Self-critical fine-tuning (vlcore.train.scst) and its stage in train_captioner."""
 
+import os
+
 import pytest
 import torch
+import torch.multiprocessing as mp
 from safetensors.torch import load_file
 
 from tests.test_captioner import data, settings  # noqa: F401 (the module's data fixture)
+from tests.test_train_loop import _free_port
 from vlcore.io import read_json
 from vlcore.models.generation import IGNORE
 from vlcore.pipeline.captioner import collate_references, train_captioner, train_references
@@ -77,3 +81,26 @@ def test_training_with_scst_tunes_after_cross_entropy_and_resumes(data, tmp_path
     assert torch.equal(
         next(iter(load_file(out / "model.safetensors").values())), next(iter(tuned.values()))
     )
+
+
+def _ddp_worker(rank: int, world: int, port: int, paths: dict, out_dir: str) -> None:
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+        WORLD_SIZE=str(world),
+    )
+    torch.set_num_threads(1)
+    run = settings("vit_gpt2", max_steps=2, batch_size=4, scst={"steps": 2, "samples": 2})
+    train_captioner("vit_gpt2", paths["shards"], paths["tokenizer"], None, run, out_dir)
+
+
+def test_scst_runs_under_two_gloo_processes(data, tmp_path):  # noqa: F811
+    paths = {"shards": str(data["shards"]), "tokenizer": str(data["tokenizer"])}
+    out = tmp_path / "ddp"
+    mp.spawn(_ddp_worker, args=(2, _free_port(), paths, str(out)), nprocs=2, join=True)
+    history = read_json(out / "history.json")
+    assert len(history["scst"]["reward"]) == 2
+    assert read_json(out / "train_config.json")["world_size"] == 2
+    assert (out / "xe" / "model.safetensors").is_file() and (out / "model.safetensors").is_file()
