@@ -40,7 +40,8 @@ def tiny_experiment(n_images: int) -> dict:
         "tokenizer": {"vocab_size": 300},
         "clip": {"batch_size": 8, "train": TRAIN},
         "captioners": {
-            "vit_gpt2": {**CAPTIONER, "generate": GENERATE},
+            "vit_gpt2": {**CAPTIONER, "generate": GENERATE,
+                         "scst": {"steps": 2, "samples": 2, "max_new_tokens": 6}},
             "clip_prefix": {**CAPTIONER, "generate": {**GENERATE, "answer_max_new_tokens": 3}},
         },
         "evaluation": {"metrics": ["BLEU", "ROUGE_L", "CIDEr"]},
