@@ -11,11 +11,13 @@ from tests.test_captioner import data, settings  # noqa: F401 (the module's data
 from tests.test_train_loop import _free_port
 from vlcore.io import read_json
 from vlcore.models.generation import IGNORE
-from vlcore.pipeline.captioner import collate_references, train_captioner, train_references
+from vlcore.pipeline.captioner import train_captioner
 from vlcore.train.scst import (
     SCSTConfig,
+    collate_references,
     leave_one_out_advantages,
     sampled_sequences,
+    train_references,
 )
 
 BOS, EOS, PAD = 1, 2, 0

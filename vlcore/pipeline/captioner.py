@@ -23,6 +23,8 @@ A trained captioner is a folder that reloads without knowing how it was made
     captioner.json      name, architecture spec (Hugging Face configs), styles, VQA prompt
     tokenizer/          the experiment's tokenizer plus the style tokens it learned
     history.json, train_config.json, loss_curve.png   (from the training loop)
+    xe/                 the cross-entropy stage, when self-critical fine-tuning follows it
+                        (``scst: {steps: N}``; :mod:`vlcore.train.scst`)
 """
 
 from __future__ import annotations
@@ -52,7 +54,6 @@ from vlcore.data.shard import load_manifest
 from vlcore.data.stream import ShardStream, collate
 from vlcore.ids import stable_hash
 from vlcore.io import atomic_dir, atomic_path, read_json, write_json
-from vlcore.metrics.cider_reward import CiderD, TfIdf, reward_tokens
 from vlcore.metrics.vqa import normalize_answer
 from vlcore.models.captioner_clip_prefix import ClipPrefixCaptioner, ClipPrefixConfig
 from vlcore.models.captioner_vit_gpt2 import ViTGPT2Captioner, ViTGPT2Config
@@ -70,9 +71,8 @@ from vlcore.models.generation import (
 from vlcore.text import load_tokenizer, style_token
 from vlcore.train.checkpoint import load_weights
 from vlcore.train.loop import TrainConfig, finished_run, fit
-from vlcore.train.plots import plot_loss_curve
 from vlcore.train.runtime import pick_device, setup_runtime, teardown_runtime
-from vlcore.train.scst import SCSTConfig, SelfCritical
+from vlcore.train.scst import SCSTConfig, fine_tune
 
 logger = logging.getLogger(__name__)
 
@@ -451,38 +451,6 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def train_references(
-    shards_dir: str | os.PathLike, scst: SCSTConfig
-) -> tuple[CiderD, dict[str, list[TfIdf]]]:
-    """The CIDEr-D reward of self-critical training: n-grams weighted by the ``train`` split's
-    neutral captions, and each training image's references (by key) as tf-idf vectors."""
-    manifest = load_manifest(shards_dir)
-    keys, corpus = [], []
-    for shard in manifest["splits"]["train"]["shards"]:
-        table = pq.read_table(Path(manifest["dir"]) / shard["file"], columns=["key", "captions"])
-        for key, captions in zip(table["key"].to_pylist(), table["captions"].to_pylist(),
-                                 strict=True):  # fmt: skip
-            if captions:
-                keys.append(key)
-                corpus.append([reward_tokens(c, scst.lang, scst.segmenter) for c in captions])
-    cider = CiderD(corpus)
-    return cider, {k: [cider.tfidf(t) for t in refs] for k, refs in zip(keys, corpus, strict=True)}
-
-
-def collate_references(
-    rows: list[dict[str, Any]], references: Mapping[str, list[TfIdf]]
-) -> dict[str, Any]:
-    """ShardStream rows -> a self-critical batch: ``pixel_values`` and each image's
-    references (rows without neutral captions are left out)."""
-    rows = [row for row in rows if row["key"] in references]
-    if not rows:
-        return {"pixel_values": torch.empty(0), "references": []}
-    return {
-        "pixel_values": torch.stack([row["image"] for row in rows]),
-        "references": [references[row["key"]] for row in rows],
-    }
-
-
 def train_captioner(
     name: str,
     shards_dir: str | os.PathLike,
@@ -614,9 +582,9 @@ def train_captioner(
                 runtime=runtime,
             )
         if scst.steps:
-            history = _self_critical(
-                model, tokenizer, shards_dir, streams["train"], own, scst, config, meta,
-                history, out_dir, runtime,
+            history = fine_tune(
+                model, tokenizer, shards_dir, streams["train"], scst, config, meta, history,
+                out_dir, runtime, batch_size=own.batch_size, num_workers=own.num_workers,
             )  # fmt: skip
     finally:
         if owns_group:
@@ -639,68 +607,6 @@ def train_captioner(
         seconds,
     )
     return {**history, "summary": summary}
-
-
-def _self_critical(
-    model: torch.nn.Module,
-    tokenizer: PreTrainedTokenizerBase,
-    shards_dir: str | os.PathLike,
-    stream: ShardStream,
-    own: CaptionerSettings,
-    scst: SCSTConfig,
-    config: TrainConfig,
-    meta: dict[str, Any],
-    xe_history: dict[str, Any],
-    out_dir: Path,
-    runtime,
-) -> dict[str, Any]:
-    """Fine-tune ``model`` on its sampled captions' CIDEr-D (:mod:`vlcore.train.scst`) and
-    write the captioner's final weights, history (cross-entropy curves plus the mean reward
-    of every step) and loss curve to ``out_dir``."""
-    cider, references = train_references(shards_dir, scst)
-    _seed_everything(config.seed)  # the same samples whether or not the first stage just ran
-    loss_fn = SelfCritical(scst, tokenizer, cider)
-
-    def loader(epoch: int) -> DataLoader:
-        stream.set_epoch(epoch)
-        return DataLoader(
-            stream,
-            batch_size=own.batch_size,
-            num_workers=own.num_workers,
-            collate_fn=functools.partial(collate_references, references=references),
-            drop_last=True,
-        )
-
-    tuning = dataclasses.replace(
-        config, max_steps=scst.steps, lr=scst.lr, warmup_steps=0, val_every=0
-    )
-    logger.info(
-        "self-critical fine-tuning: %d steps, %d samples per image, lr %.1e",
-        scst.steps,
-        scst.samples,
-        scst.lr,
-    )
-    tuned = fit(
-        model,
-        loss_fn,
-        loader,
-        None,
-        tuning,
-        out_dir,
-        meta={**meta, "scst": dataclasses.asdict(scst)},
-        runtime=runtime,
-    )
-    history = {**xe_history, "scst": {"train": tuned["train"], "reward": loss_fn.rewards}}
-    if runtime.is_main:
-        write_json(history, out_dir / "history.json")
-        plot_loss_curve(xe_history, out_dir / "loss_curve.png", title=meta.get("name", ""))
-        logger.info(
-            "self-critical fine-tuning: mean sampled CIDEr-D %.3f over the first 10 steps, "
-            "%.3f over the last 10",
-            sum(loss_fn.rewards[:10]) / max(len(loss_fn.rewards[:10]), 1),
-            sum(loss_fn.rewards[-10:]) / max(len(loss_fn.rewards[-10:]), 1),
-        )
-    return history
 
 
 # -- generate_captions and answer_questions ---------------------------------------------------

@@ -10,23 +10,38 @@ decode), and the loss is ``-advantage * log p(caption)`` summed over the caption
 references, n-grams weighted by the training split (:mod:`vlcore.metrics.cider_reward`).
 
 Only neutral captions are tuned (the prompt is ``<bos>``); styled captions and VQA answers
-keep their cross-entropy training.
+keep their cross-entropy training. Turned on by ``scst: {steps: N}`` in a captioner's
+section; :func:`fine_tune` is the stage ``train_captioner`` runs after cross-entropy.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import logging
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
 import torch
+from torch.utils.data import DataLoader
 from transformers import PreTrainedTokenizerBase
 
+from vlcore.data.shard import load_manifest
+from vlcore.data.stream import ShardStream
+from vlcore.io import write_json
 from vlcore.metrics.cider_reward import CiderD, TfIdf, reward_tokens
 from vlcore.models.generation import IGNORE
 from vlcore.text import decode_batch
 from vlcore.train.checkpoint import unwrap
+from vlcore.train.loop import TrainConfig, fit
+from vlcore.train.plots import plot_loss_curve
+from vlcore.train.runtime import Runtime
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -139,3 +154,105 @@ class SelfCritical:
         # through forward (not text_logits), so that DDP syncs the gradients
         nll = model(pixel_values, input_ids, attention_mask, image_index, labels)
         return (advantages[:, None] * nll).sum() / len(nll)
+
+
+# -- the fine-tuning stage of train_captioner ---------------------------------------------
+
+
+def train_references(
+    shards_dir: str | os.PathLike, scst: SCSTConfig
+) -> tuple[CiderD, dict[str, list[TfIdf]]]:
+    """The CIDEr-D reward of self-critical training: n-grams weighted by the ``train`` split's
+    neutral captions, and each training image's references (by key) as tf-idf vectors."""
+    manifest = load_manifest(shards_dir)
+    keys, corpus = [], []
+    for shard in manifest["splits"]["train"]["shards"]:
+        table = pq.read_table(Path(manifest["dir"]) / shard["file"], columns=["key", "captions"])
+        for key, captions in zip(table["key"].to_pylist(), table["captions"].to_pylist(),
+                                 strict=True):  # fmt: skip
+            if captions:
+                keys.append(key)
+                corpus.append([reward_tokens(c, scst.lang, scst.segmenter) for c in captions])
+    cider = CiderD(corpus)
+    return cider, {k: [cider.tfidf(t) for t in refs] for k, refs in zip(keys, corpus, strict=True)}
+
+
+def collate_references(
+    rows: list[dict[str, Any]], references: Mapping[str, list[TfIdf]]
+) -> dict[str, Any]:
+    """ShardStream rows -> a self-critical batch: ``pixel_values`` and each image's
+    references (rows without neutral captions are left out)."""
+    rows = [row for row in rows if row["key"] in references]
+    if not rows:
+        return {"pixel_values": torch.empty(0), "references": []}
+    return {
+        "pixel_values": torch.stack([row["image"] for row in rows]),
+        "references": [references[row["key"]] for row in rows],
+    }
+
+
+def fine_tune(
+    model: torch.nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    shards_dir: str | os.PathLike,
+    stream: ShardStream,
+    scst: SCSTConfig,
+    config: TrainConfig,
+    meta: dict[str, Any],
+    xe_history: dict[str, Any],
+    out_dir: Path,
+    runtime: Runtime,
+    *,
+    batch_size: int,
+    num_workers: int = 0,
+) -> dict[str, Any]:
+    """The stage :func:`vlcore.pipeline.captioner.train_captioner` runs after cross-entropy:
+    fine-tune ``model`` on its sampled captions' CIDEr-D with the shared loop (its own
+    checkpoints and resume; the reward history covers the steps run since the last resume)
+    and write the captioner's final weights, history (cross-entropy curves, then ``scst``:
+    the policy-gradient loss and the mean sampled reward of every step) and the
+    cross-entropy loss curve to ``out_dir``."""
+    cider, references = train_references(shards_dir, scst)
+    torch.manual_seed(config.seed)  # the same samples whether or not the first stage just ran
+    loss_fn = SelfCritical(scst, tokenizer, cider)
+
+    def loader(epoch: int) -> DataLoader:
+        stream.set_epoch(epoch)
+        return DataLoader(
+            stream,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            collate_fn=functools.partial(collate_references, references=references),
+            drop_last=True,
+        )
+
+    tuning = dataclasses.replace(
+        config, max_steps=scst.steps, lr=scst.lr, warmup_steps=0, val_every=0
+    )
+    logger.info(
+        "self-critical fine-tuning: %d steps, %d samples per image, lr %.1e",
+        scst.steps,
+        scst.samples,
+        scst.lr,
+    )
+    tuned = fit(
+        model,
+        loss_fn,
+        loader,
+        None,
+        tuning,
+        out_dir,
+        meta={**meta, "scst": dataclasses.asdict(scst)},
+        runtime=runtime,
+    )
+    history = {**xe_history, "scst": {"train": tuned["train"], "reward": loss_fn.rewards}}
+    if runtime.is_main:
+        write_json(history, out_dir / "history.json")
+        plot_loss_curve(xe_history, out_dir / "loss_curve.png", title=meta.get("name", ""))
+        logger.info(
+            "self-critical fine-tuning: mean sampled CIDEr-D %.3f over the first 10 steps, "
+            "%.3f over the last 10",
+            sum(loss_fn.rewards[:10]) / max(len(loss_fn.rewards[:10]), 1),
+            sum(loss_fn.rewards[-10:]) / max(len(loss_fn.rewards[-10:]), 1),
+        )
+    return history
