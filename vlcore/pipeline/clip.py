@@ -2,7 +2,8 @@
 
 Each training sample is an image and one of its captions, drawn afresh every epoch from
 ``(seed, epoch, key)``, so the draw is the same whatever the number of processes or data
-workers. The loss is open_clip's symmetric InfoNCE (``ClipLoss``); under DDP each process
+workers. The loss is open_clip's symmetric InfoNCE (``ClipLoss``), with NegCLIP hard negatives
+when ``hard_negatives`` lists word groups (:mod:`vlcore.models.clip_loss`); under DDP each process
 scores its own images against the texts of all processes (``local_loss``, features gathered
 with their gradients), which gives the gradient of the global batch at a fraction of the
 memory. The learnable temperature is clamped to ``log(max_logit_scale)`` before every step, as
@@ -22,7 +23,7 @@ import logging
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ import torch.distributed as dist
 from open_clip import ClipLoss
 from torch.utils.data import DataLoader
 
+from vlcore.data.hard_negatives import WordSwapper
 from vlcore.data.shard import load_manifest
 from vlcore.data.stream import ShardStream, collate
 from vlcore.ids import stable_hash
@@ -46,6 +48,7 @@ from vlcore.models.clip import (
     load_clip,
     save_clip,
 )
+from vlcore.models.clip_loss import HardNegativeClipLoss
 from vlcore.train.checkpoint import save_weights, unwrap
 from vlcore.train.loop import TrainConfig, fit
 from vlcore.train.runtime import Runtime, pick_device, setup_runtime, teardown_runtime
@@ -69,6 +72,9 @@ class ClipSettings:
     num_workers: int = 0
     # upper bound of exp(logit_scale), open_clip's 100
     max_logit_scale: float = 100.0
+    # NegCLIP: groups of mutually exclusive words ([[circle, square], [left, right]]); each
+    # caption's copy with one word swapped within its group is an extra negative (empty: off)
+    hard_negatives: list[list[str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.batch_size < 2:
@@ -79,6 +85,7 @@ class ClipSettings:
             raise ValueError(f"clip num_workers must be >= 0, got {self.num_workers}")
         if self.max_logit_scale <= 1:
             raise ValueError(f"clip max_logit_scale must be > 1, got {self.max_logit_scale}")
+        WordSwapper(self.hard_negatives)  # raises on a malformed group
 
 
 def parse_settings(settings: dict[str, Any]) -> tuple[ClipSettings, TrainConfig]:
@@ -107,16 +114,36 @@ def row_texts(row: dict[str, Any]) -> list[str]:
     return list(row["captions"]) or [s["caption"] for s in row["styled_captions"] or ()]
 
 
-def collate_pairs(rows: list[dict[str, Any]], *, tokenizer, seed: int, epoch: int) -> dict:
+def collate_pairs(
+    rows: list[dict[str, Any]],
+    *,
+    tokenizer,
+    seed: int,
+    epoch: int,
+    swapper: WordSwapper | None = None,
+) -> dict:
     """ShardStream rows -> ``{"image": [B, 3, H, W], "text": LongTensor [B, T]}``.
 
+    With a non-empty ``swapper`` also ``negative_text`` (each caption with one word swapped,
+    or the caption itself where it has no group word) and ``negative_valid`` (bool ``B``).
     Rows without any text (VQA-only rows) are left out."""
     pairs = [(r["image"], row_texts(r), r["key"]) for r in rows]
     pairs = [(image, texts, key) for image, texts, key in pairs if texts]
     if not pairs:
         return {"image": torch.empty(0), "text": torch.empty(0, dtype=torch.long)}
     texts = [pick_caption(texts, key, seed, epoch) for _, texts, key in pairs]
-    return {"image": torch.stack([image for image, _, _ in pairs]), "text": tokenizer(texts)}
+    batch = {"image": torch.stack([image for image, _, _ in pairs]), "text": tokenizer(texts)}
+    if swapper:
+        draws = [
+            int.from_bytes(stable_hash(f"{seed}:{epoch}:{key}:negative")[:8], "big")
+            for _, _, key in pairs
+        ]
+        negatives = [swapper.negative(t, d) for t, d in zip(texts, draws, strict=True)]
+        batch["negative_text"] = tokenizer(
+            [n if n is not None else t for n, t in zip(negatives, texts, strict=True)]
+        )
+        batch["negative_valid"] = torch.tensor([n is not None for n in negatives])
+    return batch
 
 
 def count_rows_without_text(shards_dir: str | os.PathLike, split: str) -> int:
@@ -134,7 +161,10 @@ def count_rows_without_text(shards_dir: str | os.PathLike, split: str) -> int:
 def _loader(stream: ShardStream, clip: Clip, settings: ClipSettings, seed: int, epoch: int,
             drop_last: bool) -> DataLoader:  # fmt: skip
     stream.set_epoch(epoch)
-    fn = functools.partial(collate_pairs, tokenizer=clip.tokenizer, seed=seed, epoch=epoch)
+    swapper = WordSwapper(settings.hard_negatives) if settings.hard_negatives else None
+    fn = functools.partial(
+        collate_pairs, tokenizer=clip.tokenizer, seed=seed, epoch=epoch, swapper=swapper
+    )
     return DataLoader(
         stream,
         batch_size=settings.batch_size,
@@ -204,7 +234,7 @@ def train_clip(
     def val_batches():
         return _loader(streams["val"], clip, clip_settings, seed, 0, drop_last=False)
 
-    loss = ClipLoss(
+    loss = (HardNegativeClipLoss if clip_settings.hard_negatives else ClipLoss)(
         local_loss=True,
         gather_with_grad=True,
         cache_labels=True,
@@ -218,8 +248,20 @@ def train_clip(
             unwrap(model).logit_scale.clamp_(0, max_log_scale)
         if batch["text"].shape[0] == 0:  # every row of the batch lacked text
             return unwrap(model).logit_scale.sum() * 0.0
-        out = model(image=batch["image"], text=batch["text"])
-        return loss(out["image_features"], out["text_features"], out["logit_scale"])
+        if "negative_text" not in batch:
+            out = model(image=batch["image"], text=batch["text"])
+            return loss(out["image_features"], out["text_features"], out["logit_scale"])
+        # captions and their negatives through the text tower in one batch (one DDP forward)
+        texts = torch.cat([batch["text"], batch["negative_text"]])
+        out = model(image=batch["image"], text=texts)
+        text_features, negative_features = out["text_features"].chunk(2)
+        return loss(
+            out["image_features"],
+            text_features,
+            out["logit_scale"],
+            negative_features,
+            batch["negative_valid"].to(text_features.device),
+        )
 
     meta = {
         "name": "train_clip",
