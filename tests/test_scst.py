@@ -9,7 +9,9 @@ from safetensors.torch import load_file
 
 from tests.test_captioner import data, settings  # noqa: F401 (the module's data fixture)
 from tests.test_train_loop import _free_port
+from vlcore.data.shard import sha256_file
 from vlcore.io import read_json
+from vlcore.models.clip import build_clip, save_clip
 from vlcore.models.generation import IGNORE
 from vlcore.pipeline.captioner import train_captioner
 from vlcore.train.scst import (
@@ -83,6 +85,22 @@ def test_training_with_scst_tunes_after_cross_entropy_and_resumes(data, tmp_path
     assert torch.equal(
         next(iter(load_file(out / "model.safetensors").values())), next(iter(tuned.values()))
     )
+
+
+def test_a_new_clip_retrains_clip_prefix_instead_of_reusing_its_stage(data, tmp_path):  # noqa: F811
+    """The rule reruns when train_clip has made new weights: the finished cross-entropy stage
+    (and any checkpoint) of the old tower must not be taken for the new one."""
+    out = tmp_path / "clip_prefix"
+    run = settings("clip_prefix", max_steps=2, scst={"steps": 1, "samples": 2, "max_new_tokens": 4})
+    train_captioner("clip_prefix", data["shards"], data["tokenizer"], data["clip"], run, out)
+    stamp = (out / "xe" / "model.safetensors").stat().st_mtime_ns
+    torch.manual_seed(1)  # another CLIP: the same architecture, other weights
+    other = save_clip(build_clip("tiny", tokenizer_dir=data["tokenizer"]), tmp_path / "clip2")
+    (out / "model.safetensors").unlink()
+    train_captioner("clip_prefix", data["shards"], data["tokenizer"], other, run, out)
+    assert (out / "xe" / "model.safetensors").stat().st_mtime_ns != stamp
+    meta = read_json(out / "xe" / "train_config.json")
+    assert meta["clip_weights"] == {"model.safetensors": sha256_file(other / "model.safetensors")}
 
 
 def _ddp_worker(rank: int, world: int, port: int, paths: dict, out_dir: str) -> None:

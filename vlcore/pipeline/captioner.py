@@ -50,7 +50,7 @@ from tqdm import tqdm
 from transformers import PreTrainedTokenizerBase
 
 from vlcore.config import deep_update
-from vlcore.data.shard import load_manifest
+from vlcore.data.shard import load_manifest, sha256_file
 from vlcore.data.stream import ShardStream, collate
 from vlcore.ids import stable_hash
 from vlcore.io import atomic_dir, atomic_path, read_json, write_json
@@ -442,6 +442,16 @@ def _data_fingerprint(shards_dir: str | os.PathLike) -> dict[str, list[str]]:
     return {s: [sh["sha256"] for sh in v["shards"]] for s, v in manifest["splits"].items()}
 
 
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+
+
+def _weights_fingerprint(model_dir: str | os.PathLike) -> dict[str, str]:
+    """sha256 of every weights file of a model folder (a trained CLIP or an open_clip one):
+    a checkpoint or finished stage made on other weights is then not taken for this run."""
+    files = sorted(p for p in Path(model_dir).iterdir() if p.suffix in WEIGHT_SUFFIXES)
+    return {p.name: sha256_file(p) for p in files if p.is_file()}
+
+
 # -- train_captioner --------------------------------------------------------------------------
 
 
@@ -555,6 +565,8 @@ def train_captioner(
         "settings": dataclasses.asdict(own),
         "data": _data_fingerprint(shards_dir),
     }
+    if name == "clip_prefix":  # its image tower starts from these weights
+        meta["clip_weights"] = _weights_fingerprint(clip_dir)
     if runtime.is_main:  # the tokenizer and record first: model.safetensors comes last
         out_dir.mkdir(parents=True, exist_ok=True)
         with atomic_dir(out_dir / TOKENIZER_DIR) as tmp:
