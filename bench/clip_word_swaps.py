@@ -25,7 +25,7 @@ import torch
 
 from vlcore.data.hard_negatives import WordSwapper
 from vlcore.data.stream import ShardStream
-from vlcore.ids import stable_hash
+from vlcore.ids import stable_uint64
 from vlcore.models.clip import encode_images, encode_texts, load_clip
 from vlcore.pipeline.clip import row_texts
 
@@ -41,16 +41,22 @@ SHAPES_WORLD_GROUPS = {
 }
 
 
-def swap_pairs(shards: str, split: str, group: list[str]) -> tuple[list[int], list[str], list[str]]:
-    """(image index, caption, its swapped copy) for every caption of ``split`` that has a word
-    of ``group``; the swap is drawn from the caption's hash (the same on every run)."""
+def split_captions(shards: str, split: str) -> list[list[str]]:
+    """The captions of every image of ``split``, in stream order (images not decoded)."""
+    return [row_texts(row) for row in ShardStream(shards, split, transform=lambda image: None)]
+
+
+def swap_pairs(
+    image_captions: list[list[str]], group: list[str]
+) -> tuple[list[int], list[str], list[str]]:
+    """(image index, caption, its swapped copy) for every caption (of :func:`split_captions`)
+    that has a word of ``group``; the swap is drawn from the caption's hash (the same on every
+    run)."""
     swapper = WordSwapper([group])
     images, captions, negatives = [], [], []
-    rows = ShardStream(shards, split, transform=lambda image: None)
-    for index, row in enumerate(rows):
-        for caption in row_texts(row):
-            draw = int.from_bytes(stable_hash(f"swap:{caption}")[:8], "big")
-            negative = swapper.negative(caption, draw)
+    for index, texts in enumerate(image_captions):
+        for caption in texts:
+            negative = swapper.negative(caption, stable_uint64(f"swap:{caption}"))
             if negative is not None:
                 images.append(index), captions.append(caption), negatives.append(negative)
     return images, captions, negatives
@@ -60,9 +66,10 @@ def probe(clip_dir: str, shards: str, split: str, groups: dict[str, list[str]]) 
     clip = load_clip(clip_dir, device="cpu")
     stream = ShardStream(shards, split, transform=clip.preprocess)
     image_emb = encode_images(clip, torch.stack([row["image"] for row in stream]))
+    image_captions = split_captions(shards, split)
     result = {}
     for name, group in groups.items():
-        index, captions, negatives = swap_pairs(shards, split, group)
+        index, captions, negatives = swap_pairs(image_captions, group)
         if not captions:
             result[name] = {"pairs": 0}
             continue

@@ -33,7 +33,8 @@ def data(tmp_path_factory):
 
 def test_swap_pairs_change_exactly_one_word_of_the_group(bench, data):
     group = bench.SHAPES_WORLD_GROUPS["colour"]
-    index, captions, negatives = bench.swap_pairs(data["shards"], "test", group)
+    image_captions = bench.split_captions(data["shards"], "test")
+    index, captions, negatives = bench.swap_pairs(image_captions, group)
     rows = list(ShardStream(data["shards"], "test", transform=lambda image: None))
     with_colour = [
         (i, c) for i, row in enumerate(rows) for c in row_texts(row)
@@ -45,14 +46,15 @@ def test_swap_pairs_change_exactly_one_word_of_the_group(bench, data):
         assert len(changed) == 1
         (a, b) = changed[0]
         assert a.lower().strip(".,:") in group and b.lower().strip(".,:") in group
-    assert bench.swap_pairs(data["shards"], "test", group)[2] == negatives  # the same draw
+    assert bench.swap_pairs(image_captions, group)[2] == negatives  # the same draw
 
 
 def test_probe_counts_pairs_and_scores_them(bench, data):
     groups = {"colour": bench.SHAPES_WORLD_GROUPS["colour"], "none": ["zebra", "okapi"]}
     result = bench.probe(data["clip"], data["shards"], "test", groups)
     assert result["none"] == {"pairs": 0}
-    n_pairs = len(bench.swap_pairs(data["shards"], "test", groups["colour"])[1])
+    image_captions = bench.split_captions(data["shards"], "test")
+    n_pairs = len(bench.swap_pairs(image_captions, groups["colour"])[1])
     assert result["colour"]["pairs"] == n_pairs
     assert 0.0 <= result["colour"]["accuracy"] <= 100.0
     # the accuracy is a fraction of the pairs

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import socket
 
 import pytest
 import torch
@@ -14,8 +13,9 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 from open_clip import ClipLoss
 
-from tests.clip_fixtures import make_shards, make_tokenizer
 from tests.conftest import REPO
+from tests.test_clip import FAST, data  # noqa: F401 (its module's data fixture)
+from tests.test_train_loop import _free_port
 from vlcore.config import ConfigError, load_yaml, validate_config
 from vlcore.data.hard_negatives import WordSwapper
 from vlcore.data.stream import ShardStream
@@ -24,18 +24,6 @@ from vlcore.models.clip_loss import HardNegativeClipLoss
 from vlcore.pipeline.clip import collate_pairs, parse_settings, train_clip
 
 GROUPS = [["circle", "square", "star"], ["left", "right"], ["small", "large"], ["圆形", "方形"]]
-FAST = {
-    "model": "tiny",
-    "batch_size": 8,
-    "max_steps": 3,
-    "warmup_steps": 1,
-    "val_every": 0,
-    "ckpt_every": 0,
-    "log_every": 1,
-    "device": "cpu",
-    "seed": 0,
-}
-
 
 # -- the word swap -----------------------------------------------------------------------
 
@@ -128,13 +116,6 @@ def test_loss_gradient_raises_each_negative_by_its_softmax_weight():
 # -- train_clip with hard negatives ----------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("clip_hn")
-    shards = make_shards(root, 40, split={"val": 0.15, "test": 0.15})
-    return {"shards": shards, "tokenizer": make_tokenizer(shards, root / "tokenizer")}
-
-
 SHAPE_GROUPS = [
     ["circle", "square", "triangle", "star", "diamond", "hexagon"],
     ["red", "orange", "yellow", "green", "cyan", "blue", "purple", "pink"],
@@ -142,7 +123,7 @@ SHAPE_GROUPS = [
 ]
 
 
-def test_collate_adds_a_negative_per_caption(data):
+def test_collate_adds_a_negative_per_caption(data):  # noqa: F811
     clip = build_clip("tiny", tokenizer_dir=data["tokenizer"])
     rows = list(ShardStream(data["shards"], "train", transform=clip.preprocess))[:8]
     plain = collate_pairs(rows, tokenizer=clip.tokenizer, seed=0, epoch=0)
@@ -160,7 +141,7 @@ def test_collate_adds_a_negative_per_caption(data):
     assert torch.equal(again["negative_text"], batch["negative_text"])
 
 
-def test_train_clip_with_hard_negatives(data, tmp_path):
+def test_train_clip_with_hard_negatives(data, tmp_path):  # noqa: F811
     settings = {**FAST, "hard_negatives": SHAPE_GROUPS}
     history = train_clip(data["shards"], data["tokenizer"], settings, tmp_path / "hn")
     plain = train_clip(data["shards"], data["tokenizer"], FAST, tmp_path / "plain")
@@ -173,12 +154,6 @@ def test_train_clip_with_hard_negatives(data, tmp_path):
     assert load_clip(tmp_path / "hn").embed_dim == load_clip(tmp_path / "plain").embed_dim
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _ddp_worker(rank: int, world: int, port: int, shards: str, tokenizer: str, out: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       LOCAL_RANK=str(rank), WORLD_SIZE=str(world))  # fmt: skip
@@ -187,7 +162,7 @@ def _ddp_worker(rank: int, world: int, port: int, shards: str, tokenizer: str, o
     train_clip(shards, tokenizer, settings, out)
 
 
-def test_two_gloo_processes_train_with_hard_negatives(data, tmp_path):
+def test_two_gloo_processes_train_with_hard_negatives(data, tmp_path):  # noqa: F811
     out = tmp_path / "ddp"
     args = (2, _free_port(), str(data["shards"]), str(data["tokenizer"]), str(out))
     mp.spawn(_ddp_worker, args=args, nprocs=2, join=True)

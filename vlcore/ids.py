@@ -9,6 +9,11 @@ def stable_hash(text: str) -> bytes:
     return hashlib.sha256(text.encode("utf-8")).digest()
 
 
+def stable_uint64(text: str) -> int:
+    """A 64-bit unsigned integer for ``text`` (a seeded draw: ``f"{seed}:{epoch}:{key}"``)."""
+    return int.from_bytes(stable_hash(text)[:8], "big")
+
+
 def stable_int_id(key: str) -> int:
     """A non-negative 63-bit integer id for ``key`` (COCO-style ``image_id`` for sources without one)."""
     return int.from_bytes(stable_hash(key)[:8], "big") >> 1

@@ -36,7 +36,7 @@ from torch.utils.data import DataLoader
 from vlcore.data.hard_negatives import WordSwapper
 from vlcore.data.shard import load_manifest
 from vlcore.data.stream import ShardStream, collate
-from vlcore.ids import stable_hash
+from vlcore.ids import stable_uint64
 from vlcore.io import write_json
 from vlcore.metrics.retrieval import DEFAULT_KS, retrieval_recall
 from vlcore.models.clip import (
@@ -105,8 +105,7 @@ def parse_settings(settings: dict[str, Any]) -> tuple[ClipSettings, TrainConfig]
 
 def pick_caption(captions: list[str], key: str, seed: int, epoch: int) -> str:
     """One caption of an image, fixed by (seed, epoch, key): the same on any process layout."""
-    draw = int.from_bytes(stable_hash(f"{seed}:{epoch}:{key}")[:8], "big")
-    return captions[draw % len(captions)]
+    return captions[stable_uint64(f"{seed}:{epoch}:{key}") % len(captions)]
 
 
 def row_texts(row: dict[str, Any]) -> list[str]:
@@ -134,10 +133,7 @@ def collate_pairs(
     texts = [pick_caption(texts, key, seed, epoch) for _, texts, key in pairs]
     batch = {"image": torch.stack([image for image, _, _ in pairs]), "text": tokenizer(texts)}
     if swapper:
-        draws = [
-            int.from_bytes(stable_hash(f"{seed}:{epoch}:{key}:negative")[:8], "big")
-            for _, _, key in pairs
-        ]
+        draws = [stable_uint64(f"{seed}:{epoch}:{key}:negative") for _, _, key in pairs]
         negatives = [swapper.negative(t, d) for t, d in zip(texts, draws, strict=True)]
         batch["negative_text"] = tokenizer(
             [n if n is not None else t for n, t in zip(negatives, texts, strict=True)]
@@ -159,9 +155,8 @@ def count_rows_without_text(shards_dir: str | os.PathLike, split: str) -> int:
 
 
 def _loader(stream: ShardStream, clip: Clip, settings: ClipSettings, seed: int, epoch: int,
-            drop_last: bool) -> DataLoader:  # fmt: skip
+            drop_last: bool, swapper: WordSwapper | None = None) -> DataLoader:  # fmt: skip
     stream.set_epoch(epoch)
-    swapper = WordSwapper(settings.hard_negatives) if settings.hard_negatives else None
     fn = functools.partial(
         collate_pairs, tokenizer=clip.tokenizer, seed=seed, epoch=epoch, swapper=swapper
     )
@@ -228,11 +223,13 @@ def train_clip(
         runtime.world_size,
     )
 
+    swapper = WordSwapper(clip_settings.hard_negatives) or None
+
     def train_batches(epoch: int):
-        return _loader(streams["train"], clip, clip_settings, seed, epoch, drop_last=True)
+        return _loader(streams["train"], clip, clip_settings, seed, epoch, True, swapper)
 
     def val_batches():
-        return _loader(streams["val"], clip, clip_settings, seed, 0, drop_last=False)
+        return _loader(streams["val"], clip, clip_settings, seed, 0, False, swapper)
 
     loss = (HardNegativeClipLoss if clip_settings.hard_negatives else ClipLoss)(
         local_loss=True,
