@@ -292,6 +292,13 @@ def load_manifest(path: str | os.PathLike) -> dict[str, Any]:
     return {**manifest, "dir": str(file.parent)}
 
 
+def shards_fingerprint(path: str | os.PathLike) -> dict[str, list[str]]:
+    """The sha256 of every shard per split, from the manifest: what a training run records so
+    that a checkpoint made on other data is not resumed."""
+    manifest = load_manifest(path)
+    return {s: [sh["sha256"] for sh in v["shards"]] for s, v in manifest["splits"].items()}
+
+
 def verify_shards(path: str | os.PathLike) -> dict[str, Any]:
     """Re-check every shard's size and sha256 against the manifest; raise ValueError on mismatch."""
     manifest = load_manifest(path)

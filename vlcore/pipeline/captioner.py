@@ -50,9 +50,9 @@ from tqdm import tqdm
 from transformers import PreTrainedTokenizerBase
 
 from vlcore.config import deep_update
-from vlcore.data.shard import load_manifest, sha256_file
+from vlcore.data.shard import load_manifest, sha256_file, shards_fingerprint
 from vlcore.data.stream import ShardStream, collate
-from vlcore.ids import stable_hash
+from vlcore.ids import stable_uint64
 from vlcore.io import atomic_dir, atomic_path, read_json, write_json
 from vlcore.metrics.vqa import normalize_answer
 from vlcore.models.captioner_clip_prefix import ClipPrefixCaptioner, ClipPrefixConfig
@@ -209,7 +209,7 @@ def load_preset(name: str, preset: str | None, overrides: Mapping[str, Any] | No
 
 def image_rng(seed: int, epoch: int, key: str) -> np.random.Generator:
     """The draw of one image's texts in one epoch: fixed by (seed, epoch, key)."""
-    return np.random.default_rng(int.from_bytes(stable_hash(f"{seed}:{epoch}:{key}")[:8], "big"))
+    return np.random.default_rng(stable_uint64(f"{seed}:{epoch}:{key}"))
 
 
 def _draw(items: list, k: int, rng: np.random.Generator) -> list:
@@ -437,11 +437,6 @@ def load_captioner(
     return LoadedCaptioner(model.to(device).eval(), tokenizer, record)
 
 
-def _data_fingerprint(shards_dir: str | os.PathLike) -> dict[str, list[str]]:
-    manifest = load_manifest(shards_dir)
-    return {s: [sh["sha256"] for sh in v["shards"]] for s, v in manifest["splits"].items()}
-
-
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 
 
@@ -563,7 +558,7 @@ def train_captioner(
         "name": f"train_captioner {name}",
         "captioner": record,
         "settings": dataclasses.asdict(own),
-        "data": _data_fingerprint(shards_dir),
+        "data": shards_fingerprint(shards_dir),
     }
     if name == "clip_prefix":  # its image tower starts from these weights
         meta["clip_weights"] = _weights_fingerprint(clip_dir)

@@ -34,7 +34,7 @@ from open_clip import ClipLoss
 from torch.utils.data import DataLoader
 
 from vlcore.data.hard_negatives import WordSwapper
-from vlcore.data.shard import load_manifest
+from vlcore.data.shard import load_manifest, shards_fingerprint
 from vlcore.data.stream import ShardStream, collate
 from vlcore.ids import stable_uint64
 from vlcore.io import write_json
@@ -169,11 +169,6 @@ def _loader(stream: ShardStream, clip: Clip, settings: ClipSettings, seed: int, 
     )
 
 
-def _data_fingerprint(shards_dir: str | os.PathLike) -> dict[str, list[str]]:
-    manifest = load_manifest(shards_dir)
-    return {s: [sh["sha256"] for sh in v["shards"]] for s, v in manifest["splits"].items()}
-
-
 def train_clip(
     shards_dir: str | os.PathLike,
     tokenizer_dir: str | os.PathLike | None,
@@ -265,7 +260,7 @@ def train_clip(
         "model": clip.source,
         "model_cfg": clip.model_cfg,
         "settings": dataclasses.asdict(clip_settings),
-        "data": _data_fingerprint(shards_dir),
+        "data": shards_fingerprint(shards_dir),
     }
     has_val = len(streams["val"]) > 0
     textless = {split: count_rows_without_text(shards_dir, split) for split in streams}

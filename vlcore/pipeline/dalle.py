@@ -56,7 +56,7 @@ from transformers import PreTrainedTokenizerBase
 from vlcore.config import deep_update
 from vlcore.data.codes import CodeSplit, load_codes_manifest, read_codes
 from vlcore.data.shard import load_manifest
-from vlcore.ids import stable_hash
+from vlcore.ids import stable_uint64
 from vlcore.io import atomic_dir, atomic_path, read_json, write_json
 from vlcore.models.dalle import Dalle, DalleConfig, SamplingConfig, sample_codes, text_tokens
 from vlcore.models.generation import TextIds
@@ -217,7 +217,7 @@ def load_preset(
 
 
 def _draw(seed: int, *parts: object) -> int:
-    return int.from_bytes(stable_hash(":".join(str(p) for p in (seed, *parts)))[:8], "big")
+    return stable_uint64(":".join(str(p) for p in (seed, *parts)))
 
 
 @dataclass
