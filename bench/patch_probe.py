@@ -42,6 +42,7 @@ from torch import nn
 from vlcore.data.stream import ShardStream
 from vlcore.io import read_json
 from vlcore.models.captioner_vit_gpt2 import normalize_images
+from vlcore.models.clip import CONFIG_FILE as CLIP_CONFIG_FILE
 from vlcore.models.clip import load_clip
 from vlcore.models.conv_stem import ConvStem
 from vlcore.pipeline.captioner import RECORD_FILE, load_captioner
@@ -100,6 +101,11 @@ def load_encoder(folder: str) -> Encoder:
             return lambda images: _grid(model.encode(images)[:, -n_patches:])
         spec = model.clip_spec
         return _clip_tower_encoder(model.visual, spec["image_size"][0], spec["mean"], spec["std"])
+    if not (path / CLIP_CONFIG_FILE).is_file():
+        raise FileNotFoundError(
+            f"{path} is neither a captioner folder ({RECORD_FILE}) nor a CLIP folder "
+            f"({CLIP_CONFIG_FILE}): give train_captioner's or train_clip's output folder"
+        )
     clip = load_clip(path, device="cpu")
     size = clip.model.visual.image_size
     size = size[0] if isinstance(size, (tuple, list)) else size

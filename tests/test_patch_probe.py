@@ -66,6 +66,11 @@ def test_encoders_give_a_square_token_grid(bench, data, trained, kind):  # noqa:
     assert features.shape == (2, 9, grid.shape[1])
 
 
+def test_a_folder_of_neither_kind_is_named(bench, tmp_path):
+    with pytest.raises(FileNotFoundError, match="neither a captioner folder"):
+        bench.load_encoder(str(tmp_path))
+
+
 def test_command_line_prints_the_reference_rows_and_each_folder(bench, data, capsys):  # noqa: F811
     argv = [str(data["clip"]), "--shards", str(data["shards"]), "--stem-steps", "3"]
     assert bench.main(argv) == 0
