@@ -6,7 +6,8 @@
 
 A diagnostic for issue 3 on the synthetic shapes world, where every object sits in its own
 cell of a 3x3 grid. Each image's scene is regenerated from its id and the experiment seed
-(:func:`vlcore.synthetic.truth.scene_truth`), so every cell has a label per attribute: the
+(:func:`vlcore.synthetic.truth.scene_truth`; ``--seed`` and ``--dirty-rate`` must be the
+experiment's, defaults: the default experiment's), so every cell has a label per attribute: the
 object's shape, colour and size, or "empty". An encoder's patch tokens, frozen, are averaged
 over each cell (``adaptive_avg_pool2d`` to 3x3), standardised, and one linear classifier per
 attribute, shared by the nine cells, is fitted on the ``train`` split; the table gives its
@@ -57,13 +58,16 @@ EMPTY = 0  # label of a cell without an object; an attribute value v is 1 + its 
 Encoder = Callable[[torch.Tensor], torch.Tensor]  # B 3 H W in [0, 1] -> B D h w
 
 
-def load_split(shards: str, split: str, seed: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Images ``N 3 H W`` in [0, 1] and per-cell labels ``{attribute: N 9}`` (0 = empty)."""
+def load_split(
+    shards: str, split: str, seed: int, dirty_rate: float | None = None
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Images ``N 3 H W`` in [0, 1] and per-cell labels ``{attribute: N 9}`` (0 = empty);
+    ``seed`` and ``dirty_rate`` are the experiment's (a kept duplicate shows its source's scene)."""
     rows = list(ShardStream(shards, split))
     if not rows:
         raise ValueError(f"{shards}: the {split!r} split is empty")
     images = torch.stack([row["image"] for row in rows])
-    truth = scene_truth(seed, [row["image_id"] for row in rows])
+    truth = scene_truth({"seed": seed, "dirty_rate": dirty_rate}, [r["image_id"] for r in rows])
     labels = {name: torch.zeros(len(rows), GRID * GRID, dtype=torch.long) for name in ATTRIBUTES}
     for i, objects in enumerate(truth):
         for obj in objects:
@@ -219,11 +223,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shards", required=True, help="the experiment's shards folder")
     parser.add_argument("--split", default="test", help="the split the probes are scored on")
     parser.add_argument("--seed", type=int, default=0, help="the experiment seed (its scenes)")
+    parser.add_argument(
+        "--dirty-rate",
+        type=float,
+        default=0.05,
+        help="the experiment's source.synthetic.dirty_rate",
+    )
     parser.add_argument("--stem-steps", type=int, default=600, help="0 skips the supervised row")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    train_images, train_labels = load_split(args.shards, "train", args.seed)
-    eval_images, eval_labels = load_split(args.shards, args.split, args.seed)
+    train_images, train_labels = load_split(args.shards, "train", args.seed, args.dirty_rate)
+    eval_images, eval_labels = load_split(args.shards, args.split, args.seed, args.dirty_rate)
     data = {"train_images": train_images, "train_labels": train_labels,
             "eval_images": eval_images, "eval_labels": eval_labels}  # fmt: skip
     rows: list[tuple[str, dict[str, float], float]] = []
