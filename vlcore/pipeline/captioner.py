@@ -70,7 +70,7 @@ from vlcore.models.generation import (
 )
 from vlcore.text import load_tokenizer, style_token
 from vlcore.train.checkpoint import load_weights
-from vlcore.train.loop import TrainConfig, finished_run, fit
+from vlcore.train.loop import TrainConfig, finished_run, fit, split_settings
 from vlcore.train.runtime import pick_device, setup_runtime, teardown_runtime
 from vlcore.train.scst import SCSTConfig, fine_tune
 
@@ -163,21 +163,10 @@ def parse_settings(
     check_name(name)
     settings = dict(settings or {})
     settings.pop("enabled", None)  # the workflow's switch, not a model setting
-    own = {f.name for f in dataclasses.fields(CaptionerSettings)}
-    loop = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = sorted(set(settings) - own - loop)
-    if unknown:
-        raise ValueError(
-            f"unknown {name} setting(s) {', '.join(unknown)}; allowed: "
-            f"{', '.join(sorted(own | loop))}"
-        )
-    train = {k: v for k, v in settings.items() if k in loop and v is not None}
-    if "betas" in train:
-        train["betas"] = tuple(train["betas"])
-    ours = CaptionerSettings(**{k: v for k, v in settings.items() if k in own})
+    ours, train = split_settings(name, settings, CaptionerSettings)
     if ours.questions_per_image is None:
         ours.questions_per_image = DEFAULT_QUESTIONS_PER_IMAGE[name]
-    return ours, TrainConfig(**train), DecodingConfig.from_dict(ours.generate)
+    return ours, train, DecodingConfig.from_dict(ours.generate)
 
 
 def list_presets() -> list[str]:

@@ -50,7 +50,7 @@ from vlcore.models.clip import (
 )
 from vlcore.models.clip_loss import HardNegativeClipLoss
 from vlcore.train.checkpoint import save_weights, unwrap
-from vlcore.train.loop import TrainConfig, fit
+from vlcore.train.loop import TrainConfig, fit, split_settings
 from vlcore.train.runtime import Runtime, pick_device, setup_runtime, teardown_runtime
 
 logger = logging.getLogger(__name__)
@@ -90,17 +90,7 @@ class ClipSettings:
 
 def parse_settings(settings: dict[str, Any]) -> tuple[ClipSettings, TrainConfig]:
     """Split a ``clip:`` section into its own settings and the shared loop's TrainConfig."""
-    own = {f.name for f in dataclasses.fields(ClipSettings)}
-    loop = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = sorted(set(settings) - own - loop)
-    if unknown:
-        raise ValueError(
-            f"unknown clip setting(s) {', '.join(unknown)}; allowed: {', '.join(sorted(own | loop))}"
-        )
-    train = {k: v for k, v in settings.items() if k in loop and v is not None}
-    if "betas" in train:
-        train["betas"] = tuple(train["betas"])
-    return ClipSettings(**{k: v for k, v in settings.items() if k in own}), TrainConfig(**train)
+    return split_settings("clip", settings, ClipSettings)
 
 
 def pick_caption(captions: list[str], key: str, seed: int, epoch: int) -> str:

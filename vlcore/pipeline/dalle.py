@@ -62,7 +62,7 @@ from vlcore.models.dalle import Dalle, DalleConfig, SamplingConfig, sample_codes
 from vlcore.models.generation import TextIds
 from vlcore.text import load_tokenizer
 from vlcore.train.checkpoint import load_weights
-from vlcore.train.loop import TrainConfig, fit
+from vlcore.train.loop import TrainConfig, fit, split_settings
 from vlcore.train.runtime import Runtime, pick_device, setup_runtime, teardown_runtime
 
 logger = logging.getLogger(__name__)
@@ -165,20 +165,8 @@ def parse_settings(
     settings: Mapping[str, Any] | None,
 ) -> tuple[DalleSettings, TrainConfig, GenerateSettings]:
     """Split a ``dalle:`` section into own settings, TrainConfig and generate settings."""
-    settings = dict(settings or {})
-    own = {f.name for f in dataclasses.fields(DalleSettings)}
-    loop = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = sorted(set(settings) - own - loop)
-    if unknown:
-        raise ValueError(
-            f"unknown dalle setting(s) {', '.join(unknown)}; allowed: "
-            f"{', '.join(sorted(own | loop))}"
-        )
-    train = {k: v for k, v in settings.items() if k in loop and v is not None}
-    if "betas" in train:
-        train["betas"] = tuple(train["betas"])
-    ours = DalleSettings(**{k: v for k, v in settings.items() if k in own})
-    return ours, TrainConfig(**train), GenerateSettings.from_dict(ours.generate)
+    ours, train = split_settings("dalle", settings, DalleSettings)
+    return ours, train, GenerateSettings.from_dict(ours.generate)
 
 
 def list_presets() -> list[str]:

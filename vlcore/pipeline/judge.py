@@ -46,7 +46,7 @@ from vlcore.models.judge import (
 )
 from vlcore.synthetic.truth import scene_truth, truth_settings
 from vlcore.train.checkpoint import unwrap
-from vlcore.train.loop import TrainConfig, fit
+from vlcore.train.loop import TrainConfig, fit, split_settings
 from vlcore.train.runtime import setup_runtime, teardown_runtime
 
 logger = logging.getLogger(__name__)
@@ -74,17 +74,7 @@ class JudgeSettings:
 
 def parse_settings(settings: Mapping[str, Any]) -> tuple[JudgeSettings, TrainConfig]:
     """Split a ``judge:`` section into its own settings and the shared loop's TrainConfig."""
-    own = {f.name for f in dataclasses.fields(JudgeSettings)}
-    loop = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = sorted(set(settings) - own - loop)
-    if unknown:
-        raise ValueError(
-            f"unknown judge setting(s) {', '.join(unknown)}; allowed: {', '.join(sorted(own | loop))}"
-        )
-    train = {k: v for k, v in settings.items() if k in loop and v is not None}
-    if "betas" in train:
-        train["betas"] = tuple(train["betas"])
-    return JudgeSettings(**{k: v for k, v in settings.items() if k in own}), TrainConfig(**train)
+    return split_settings("judge", settings, JudgeSettings)
 
 
 def flipped(key: str, seed: int, epoch: int) -> bool:

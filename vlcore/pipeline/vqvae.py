@@ -48,7 +48,7 @@ from vlcore.models.vqvae import (
     save_vqvae,
 )
 from vlcore.train.checkpoint import unwrap
-from vlcore.train.loop import TrainConfig, fit
+from vlcore.train.loop import TrainConfig, fit, split_settings
 from vlcore.train.runtime import pick_device, setup_runtime, teardown_runtime
 
 logger = logging.getLogger(__name__)
@@ -83,17 +83,7 @@ class VQVAESettings:
 
 def parse_settings(settings: dict[str, Any]) -> tuple[VQVAESettings, TrainConfig]:
     """Split a ``vqvae:`` section into its own settings and the shared loop's TrainConfig."""
-    own = {f.name for f in dataclasses.fields(VQVAESettings)}
-    loop = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = sorted(set(settings) - own - loop)
-    if unknown:
-        raise ValueError(
-            f"unknown vqvae setting(s) {', '.join(unknown)}; allowed: {', '.join(sorted(own | loop))}"
-        )
-    train = {k: v for k, v in settings.items() if k in loop and v is not None}
-    if "betas" in train:
-        train["betas"] = tuple(train["betas"])
-    return VQVAESettings(**{k: v for k, v in settings.items() if k in own}), TrainConfig(**train)
+    return split_settings("vqvae", settings, VQVAESettings)
 
 
 def collate_images(rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:

@@ -25,10 +25,10 @@ import json
 import logging
 import math
 import shutil
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
@@ -67,6 +67,30 @@ class TrainConfig:
     seed: int = 0  # model init, dropout and data order
     device: str = "auto"  # auto | cpu | cuda
     precision: str = "auto"  # auto (bf16 on CUDA, else fp32) | fp32 | bf16
+
+
+Settings = TypeVar("Settings")
+
+
+def split_settings(
+    section: str, settings: Mapping[str, Any] | None, own_type: type[Settings]
+) -> tuple[Settings, TrainConfig]:
+    """Split a config section (``clip:``, ``judge:``, ...) into its stage's own settings
+    dataclass and the shared loop's :class:`TrainConfig`. An unknown key is an error that
+    lists the allowed ones; a loop key set to null keeps the loop's default."""
+    settings = dict(settings or {})
+    own = {f.name for f in fields(own_type)}
+    loop = {f.name for f in fields(TrainConfig)}
+    unknown = sorted(set(settings) - own - loop)
+    if unknown:
+        raise ValueError(
+            f"unknown {section} setting(s) {', '.join(unknown)}; allowed: "
+            f"{', '.join(sorted(own | loop))}"
+        )
+    train = {k: v for k, v in settings.items() if k in loop and v is not None}
+    if "betas" in train:
+        train["betas"] = tuple(train["betas"])
+    return own_type(**{k: v for k, v in settings.items() if k in own}), TrainConfig(**train)
 
 
 def config_fingerprint(meta: dict[str, Any]) -> str:
