@@ -41,7 +41,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from vlcore.data.stream import ShardStream
-from vlcore.io import read_json
 from vlcore.models.captioner_vit_gpt2 import normalize_images
 from vlcore.models.clip import CONFIG_FILE as CLIP_CONFIG_FILE
 from vlcore.models.clip import load_clip
@@ -99,8 +98,9 @@ def load_encoder(folder: str) -> Encoder:
     """The patch-token grid of a trained CLIP or captioner folder (see the module docstring)."""
     path = Path(folder)
     if (path / RECORD_FILE).is_file():
-        model = load_captioner(path).model
-        if read_json(path / RECORD_FILE)["name"] == "vit_gpt2":
+        loaded = load_captioner(path)
+        model = loaded.model
+        if loaded.record["name"] == "vit_gpt2":
             n_patches = (model.image_size // model.model.config.encoder.patch_size) ** 2
             return lambda images: _grid(model.encode(images)[:, -n_patches:])
         spec = model.clip_spec
@@ -117,13 +117,17 @@ def load_encoder(folder: str) -> Encoder:
     return _clip_tower_encoder(clip.model.visual, int(size), cfg["mean"], cfg["std"])
 
 
+def _cells(grid: torch.Tensor) -> torch.Tensor:
+    """``B D h w`` -> ``B 9 D``: the grid averaged over each cell of the 3x3 object grid."""
+    return F.adaptive_avg_pool2d(grid, GRID).flatten(2).transpose(1, 2)
+
+
 @torch.no_grad()
 def cell_features(encoder: Encoder, images: torch.Tensor, batch_size: int = 128) -> torch.Tensor:
     """``N 9 D``: the encoder's patch tokens averaged over each cell of the 3x3 grid."""
     out = []
     for start in range(0, len(images), batch_size):
-        grid = encoder(images[start : start + batch_size]).float()
-        out.append(F.adaptive_avg_pool2d(grid, GRID).flatten(2).transpose(1, 2))
+        out.append(_cells(encoder(images[start : start + batch_size]).float()))
     return torch.cat(out)
 
 
@@ -204,16 +208,14 @@ def supervised_stem(data: dict, seed: int, steps: int, batch_size: int = 32) -> 
     images, labels = data["train_images"], data["train_labels"]
     for _ in range(steps):
         pick = torch.randint(len(images), (batch_size,), generator=generator)
-        grid = stem(_pixels(images[pick]))
-        features = F.adaptive_avg_pool2d(grid, GRID).flatten(2).transpose(1, 2)
+        features = _cells(stem(_pixels(images[pick])))
         loss = _loss(heads, features, {n: v[pick] for n, v in labels.items()})
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
     stem.eval()
     with torch.no_grad():
-        grid = stem(_pixels(data["eval_images"]))
-    features = F.adaptive_avg_pool2d(grid, GRID).flatten(2).transpose(1, 2)
+        features = _cells(stem(_pixels(data["eval_images"])))
     return accuracy(heads, features, data["eval_labels"])
 
 
