@@ -25,7 +25,9 @@ Two reference rows come first, with the same probe:
 
 Encoders: a ``train_clip`` folder (the open_clip ViT tower's patch tokens), a
 ``train_captioner`` folder (vit_gpt2: the ViT encoder's states; clip_prefix: its CLIP tower's
-patch tokens). Everything runs on the CPU, one thread, in a minute or two per encoder.
+patch tokens), or the ``xe/`` stage folder inside a vit_gpt2 folder trained with ``scst`` (its
+encoder before self-critical fine-tuning). Everything runs on the CPU, one thread, in a
+minute or two per encoder.
 """
 
 from __future__ import annotations
@@ -45,9 +47,15 @@ from vlcore.models.captioner_vit_gpt2 import normalize_images
 from vlcore.models.clip import CONFIG_FILE as CLIP_CONFIG_FILE
 from vlcore.models.clip import load_clip
 from vlcore.models.conv_stem import ConvStem
-from vlcore.pipeline.captioner import RECORD_FILE, load_captioner
+from vlcore.pipeline.captioner import (
+    RECORD_FILE,
+    WEIGHTS_FILE,
+    LoadedCaptioner,
+    load_captioner,
+)
 from vlcore.synthetic.lexicon import COLORS, SHAPES, SIZES
 from vlcore.synthetic.truth import scene_truth
+from vlcore.train.checkpoint import load_weights
 
 GRID = 3  # the shapes world's grid: objects are placed in distinct cells of 3x3
 ATTRIBUTES = {"shape": SHAPES, "colour": COLORS, "size": SIZES}
@@ -94,11 +102,23 @@ def _clip_tower_encoder(visual: nn.Module, size: int, mean, std) -> Encoder:
     return lambda images: _grid(visual(normalize_images(images, size, mean, std))[1])
 
 
+def _captioner(path: Path) -> LoadedCaptioner | None:
+    """The captioner of ``path``: a captioner folder, or a training stage folder inside one
+    (vit_gpt2's ``xe/``, the weights before self-critical fine-tuning); None if neither."""
+    if (path / RECORD_FILE).is_file():
+        return load_captioner(path)
+    if (path.parent / RECORD_FILE).is_file() and (path / WEIGHTS_FILE).is_file():
+        loaded = load_captioner(path.parent)
+        load_weights(loaded.model, path / WEIGHTS_FILE)
+        return loaded
+    return None
+
+
 def load_encoder(folder: str) -> Encoder:
     """The patch-token grid of a trained CLIP or captioner folder (see the module docstring)."""
     path = Path(folder)
-    if (path / RECORD_FILE).is_file():
-        loaded = load_captioner(path)
+    loaded = _captioner(path)
+    if loaded is not None:
         model = loaded.model
         if loaded.record["name"] == "vit_gpt2":
             n_patches = (model.image_size // model.model.config.encoder.patch_size) ** 2

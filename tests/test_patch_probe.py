@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
 
 from tests.conftest import load_bench
 from tests.test_captioner import data, trained  # noqa: F401 (that module's fixtures)
@@ -64,6 +67,24 @@ def test_encoders_give_a_square_token_grid(bench, data, trained, kind):  # noqa:
     assert grid.shape[0] == 2 and grid.shape[2] == grid.shape[3] >= 2  # 64 px / patch size
     features = bench.cell_features(encoder, images)
     assert features.shape == (2, 9, grid.shape[1])
+
+
+def test_stage_folder_has_its_own_weights(bench, trained, tmp_path):  # noqa: F811
+    folder = tmp_path / "vit_gpt2"
+    shutil.copytree(trained["vit_gpt2"], folder)
+    weights = load_file(folder / "model.safetensors")
+    stage = {k: v + 0.05 * torch.randn_like(v) if v.is_floating_point() else v
+             for k, v in weights.items()}  # fmt: skip
+    (folder / "xe").mkdir()
+    save_file(stage, folder / "xe" / "model.safetensors")
+    images = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        final = bench.load_encoder(str(folder))(images)
+        before = bench.load_encoder(str(folder / "xe"))(images)
+    assert before.shape == final.shape and not torch.allclose(before, final)
+    save_file(stage, folder / "model.safetensors")  # the stage's weights as the final ones
+    with torch.no_grad():
+        torch.testing.assert_close(bench.load_encoder(str(folder))(images), before)
 
 
 def test_a_folder_of_neither_kind_is_named(bench, tmp_path):
