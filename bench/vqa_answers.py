@@ -16,9 +16,8 @@ import argparse
 import sys
 from collections import Counter, defaultdict
 
-from vlcore.data.shard import read_split
-from vlcore.io import read_json
 from vlcore.metrics.vqa import normalize_answer
+from vlcore.pipeline.evaluate import read_vqa_results, split_questions
 
 
 def answer_table(
@@ -52,17 +51,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--type", nargs="+", default=None, help="question types (default: all)")
     args = parser.parse_args(argv)
 
-    questions = [
-        q
-        for row in read_split(args.shards, args.split, columns=("questions",))
-        for q in row["questions"]
-    ]
+    questions = split_questions(args.shards, args.split)
     types = args.type or sorted({q["question_type"] for q in questions})
     unknown = sorted(set(types) - {q["question_type"] for q in questions})
     if unknown:
         parser.error(f"no {args.split} question has type {unknown}")
     for path in args.answers:
-        answers = {int(a["question_id"]): a["answer"] for a in read_json(path)}
+        answers = read_vqa_results(path)
         print(path)
         for question_type in types:
             print(f" {question_type}")

@@ -8,7 +8,7 @@ import pytest
 
 from tests.conftest import load_bench
 from tests.test_captioner import data  # noqa: F401 (that module's fixture)
-from vlcore.data.shard import read_split
+from vlcore.pipeline.evaluate import split_questions
 
 
 @pytest.fixture(scope="module")
@@ -18,8 +18,7 @@ def bench():
 
 @pytest.fixture(scope="module")
 def questions(data):  # noqa: F811
-    rows = read_split(str(data["shards"]), "test", columns=("questions",))
-    return [q for row in rows for q in row["questions"]]
+    return split_questions(str(data["shards"]), "test")
 
 
 def test_right_answers_fill_the_diagonal_and_a_wrong_one_is_counted(bench, questions):

@@ -185,6 +185,17 @@ def caption_baselines(
     return result
 
 
+def split_questions(shards_dir: str | os.PathLike, split: str) -> list[dict]:
+    """Every VQA question of ``split``, in shard order."""
+    rows = read_split(shards_dir, split, columns=("questions",))
+    return [q for row in rows for q in row["questions"]]
+
+
+def read_vqa_results(path: str | os.PathLike) -> dict[int, str]:
+    """VQA results JSON ``[{"question_id", "answer"}]`` -> ``question_id -> answer``."""
+    return {int(a["question_id"]): a["answer"] for a in read_json(path)}
+
+
 def vqa_prior_answers(train_questions: Iterable[dict], questions: list[dict]) -> dict[int, str]:
     """The "prior" baseline: the most common training answer of each question type."""
     by_type: dict[str, Counter] = {}
@@ -203,18 +214,11 @@ def vqa_prior_answers(train_questions: Iterable[dict], questions: list[dict]) ->
 
 def score_vqa(answers_json: str, shards_dir: str, split: str, out_json: str) -> dict[str, Any]:
     """Official VQA v2 accuracy of the answers, with the question-type prior beside it."""
-    questions = [
-        q for row in read_split(shards_dir, split, columns=("questions",)) for q in row["questions"]
-    ]
+    questions = split_questions(shards_dir, split)
     if not questions:
         raise ValueError(f"the {split} split of {shards_dir} has no VQA question to score")
-    predictions = {int(a["question_id"]): a["answer"] for a in read_json(answers_json)}
-    model = vqa_accuracy(predictions, questions)
-    train_questions = [
-        q
-        for row in read_split(shards_dir, "train", columns=("questions",))
-        for q in row["questions"]
-    ]
+    model = vqa_accuracy(read_vqa_results(answers_json), questions)
+    train_questions = split_questions(shards_dir, "train")
     prior = vqa_accuracy(vqa_prior_answers(train_questions, questions), questions)
     summary = {k: model[k] for k in ("overall", "per_answer_type", "per_question_type")}
     result = {
