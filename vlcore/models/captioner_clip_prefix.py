@@ -31,6 +31,7 @@ from torch import nn
 
 from vlcore.models.captioner_vit_gpt2 import normalize_images
 from vlcore.models.conv_stem import VISION_STEM_KEY, add_open_clip_stem
+from vlcore.models.feature_cache import FeatureCache
 from vlcore.models.generation import (
     TextIds,
     decoder_from_config,
@@ -142,6 +143,8 @@ class ClipPrefixCaptioner(nn.Module):
         self.register_buffer("image_std", torch.tensor(clip_spec["std"]).view(1, 3, 1, 1), False)
         self.visual.requires_grad_(config.train_clip)
         self.decoder.requires_grad_(config.train_decoder)
+        # features of the frozen tower, per distinct image (cache_image_features turns it on)
+        self.feature_cache: FeatureCache | None = None
         self.train()
 
     # -- construction --------------------------------------------------------------------
@@ -178,10 +181,23 @@ class ClipPrefixCaptioner(nn.Module):
             self.visual.eval()
         return self
 
+    def cache_image_features(self, max_bytes: int) -> bool:
+        """Compute the frozen tower's features once per distinct image, keeping up to
+        ``max_bytes`` of them (:mod:`vlcore.models.feature_cache`); a tuned tower (or 0
+        bytes) keeps no cache. Returns whether a cache is on."""
+        on = not self.config.train_clip and max_bytes > 0
+        self.feature_cache = FeatureCache(max_bytes) if on else None
+        return on
+
     # -- forward ------------------------------------------------------------------------
 
     def image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """``B 3 H W`` in [0, 1] -> pooled ``B D`` or patch tokens ``B N W``."""
+        if self.feature_cache is not None and not self.config.train_clip:
+            return self.feature_cache(pixel_values, self._tower_features)
+        return self._tower_features(pixel_values)
+
+    def _tower_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
         height, width = self.clip_spec["image_size"]
         if height != width:
             raise ValueError(f"CLIP image size must be square, got {height}x{width}")

@@ -121,6 +121,9 @@ class CaptionerSettings:
     label_smoothing: float = 0.0
     # DataLoader workers per process (PNG decoding and tokenising); 0 = in the main process
     num_workers: int = 0
+    # clip_prefix on a frozen CLIP tower: MiB of tower features kept per process, so the tower
+    # runs once per distinct training image (vlcore.models.feature_cache); 0 = recompute
+    feature_cache_mb: int = 512
     # decoding: vlcore.models.generation.DecodingConfig fields
     generate: dict[str, Any] = field(default_factory=dict)
     # self-critical CIDEr-D fine-tuning after cross-entropy: vlcore.train.scst.SCSTConfig fields
@@ -132,7 +135,7 @@ class CaptionerSettings:
                 raise ValueError(f"captioner {name} must be >= 1, got {getattr(self, name)}")
         if self.max_length < 4:
             raise ValueError(f"captioner max_length must be >= 4, got {self.max_length}")
-        for name in ("captions_per_image", "styled_per_image", "num_workers"):
+        for name in ("captions_per_image", "styled_per_image", "num_workers", "feature_cache_mb"):
             if getattr(self, name) < 0:
                 raise ValueError(f"captioner {name} must be >= 0, got {getattr(self, name)}")
         if self.questions_per_image is not None and self.questions_per_image < 0:
@@ -478,6 +481,9 @@ def train_captioner(
     )
     n_params = sum(p.numel() for p in model.parameters())
     n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    cache = getattr(model, "cache_image_features", None)
+    if cache is not None and cache(own.feature_cache_mb * 2**20):
+        logger.info("frozen image tower: features cached, up to %d MiB", own.feature_cache_mb)
     record = {
         "format_version": FORMAT_VERSION,
         "name": name,
@@ -586,6 +592,15 @@ def train_captioner(
         if owns_group:
             teardown_runtime(runtime)
     seconds = time.perf_counter() - start
+    feature_cache = getattr(model, "feature_cache", None)
+    if feature_cache is not None:
+        logger.info(
+            "feature cache: %d images (%.1f MiB), %d hits, %d misses",
+            len(feature_cache),
+            feature_cache.used_bytes / 2**20,
+            feature_cache.hits,
+            feature_cache.misses,
+        )
     summary = {
         "steps": config.max_steps,
         "scst_steps": scst.steps,
