@@ -244,6 +244,29 @@ def test_presets_are_valid(data):
             assert clip.model_cfg["text_cfg"]["vocab_size"] == clip.tokenizer.vocab_size
 
 
+def test_custom_attention_blocks_start_as_torch_attention(data):
+    """tiny_conv_stem runs open_clip's custom attention blocks, initialised as
+    nn.MultiheadAttention initialises itself, and saves and reloads them."""
+    torch.manual_seed(0)
+    clip = build_clip("tiny_conv_stem", tokenizer_dir=data["tokenizer"])
+    model = clip.model
+    blocks = [m for m in model.modules() if isinstance(m, open_clip.transformer.Attention)]
+    layers = clip.model_cfg["vision_cfg"]["layers"] + clip.model_cfg["text_cfg"]["layers"]
+    assert len(blocks) == layers
+    assert not any(isinstance(m, torch.nn.MultiheadAttention) for m in model.modules())
+    for block in blocks:
+        assert not block.in_proj_bias.any() and not block.out_proj.bias.any()
+    for block in model.visual.transformer.resblocks:
+        weight = block.attn.in_proj_weight  # Xavier-uniform: |w| <= sqrt(6 / (in + out))
+        bound = math.sqrt(6 / sum(weight.shape))
+        assert weight.abs().max() <= bound and weight.abs().max() > 0.9 * bound
+
+    torch.manual_seed(0)
+    stock = open_clip.CLIP(**{k: v for k, v in clip.model_cfg.items() if k != "vision_conv_stem"})
+    stock_block = stock.visual.transformer.resblocks[0].attn  # open_clip's own initialisation
+    assert stock_block.in_proj_weight.abs().max() > 2 * bound
+
+
 def test_bad_settings_are_clear_errors(data, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(RuntimeError, match="download them once online"):

@@ -3,12 +3,18 @@ Supervision") built with open_clip: from a preset, an open_clip name, or a saved
 
 Where a model comes from (``build_clip(model, ...)``):
 
-- a **preset** name, ``vlcore/presets/clip/<name>.json``. Either an architecture in open_clip's
-  model-config format (``embed_dim``, ``vision_cfg``, ``text_cfg``, optionally
-  ``preprocess_cfg``, plus vlcore's ``vision_conv_stem``: a convolutional stem for the ViT
-  image tower, :mod:`vlcore.models.conv_stem`), trained from scratch with the experiment's
-  tokenizer, or an alias
-  ``{"open_clip_model": "ViT-B-32", "pretrained": "laion2b_s34b_b79k"}`` for a pretrained one.
+- a **preset** name, ``vlcore/presets/clip/<name>.json``, or the path of a ``.json`` file
+  like them. Either an architecture in open_clip's model-config format (``embed_dim``,
+  ``vision_cfg``, ``text_cfg``, optionally ``preprocess_cfg``, plus vlcore's
+  ``vision_conv_stem``: a convolutional stem for the ViT image tower,
+  :mod:`vlcore.models.conv_stem`), trained from scratch with the experiment's tokenizer, or
+  an alias ``{"open_clip_model": "ViT-B-32", "pretrained": "laion2b_s34b_b79k"}`` for a
+  pretrained one. ``"block_type": "custom"`` in a tower's config swaps
+  ``nn.MultiheadAttention`` for open_clip's own attention on ``scaled_dot_product_attention``
+  (a tiny model's CPU step is about a tenth cheaper); a preset trained from scratch
+  initialises it as ``nn.MultiheadAttention`` initialises itself, see
+  :func:`init_attention_as_torch` (with open_clip's own initialisation, larger, the default
+  CLIP retrieved worse: ``bench/clip_variants.py``).
 - an **open_clip name** (``ViT-B-32``, ``hf-hub:org/repo``) with ``pretrained`` a tag or a
   local weights file; open_clip's tokenizer and preprocessing come with it.
 - a **folder**: one saved by :func:`save_clip` (continue from it), or any open_clip folder
@@ -130,10 +136,21 @@ def list_presets() -> list[str]:
     return sorted(p.stem for p in PRESET_DIR.glob("*.json"))
 
 
-def load_preset(name: str) -> dict[str, Any]:
+def preset_path(name: str) -> Path | None:
+    """The JSON file of preset ``name`` (one of :func:`list_presets`, or a path to a
+    ``.json`` file in the same format), or None if there is none."""
+    if name.endswith(".json") and Path(name).expanduser().is_file():
+        return Path(name).expanduser()
     path = PRESET_DIR / f"{name}.json"
-    if not path.is_file():
-        raise ValueError(f"no CLIP preset {name!r}; presets: {', '.join(list_presets())}")
+    return path if path.is_file() else None
+
+
+def load_preset(name: str) -> dict[str, Any]:
+    path = preset_path(name)
+    if path is None:
+        raise ValueError(
+            f"no CLIP preset {name!r}; presets: {', '.join(list_presets())}, or a .json file"
+        )
     return read_json(path)
 
 
@@ -155,6 +172,23 @@ def _instantiate(model_cfg: dict[str, Any], preprocess_cfg: dict[str, Any]) -> t
     pp["size"] = model.visual.image_size
     open_clip.set_model_preprocess_cfg(model, pp)
     return model
+
+
+def init_attention_as_torch(model: torch.nn.Module) -> int:
+    """Initialise the open_clip ``Attention`` blocks of a CLIP ``model`` as
+    ``nn.MultiheadAttention._reset_parameters`` would have: zero biases, and in the image
+    tower a Xavier-uniform input projection (the text tower's ``init_parameters`` has already
+    drawn its projections, as it does for ``nn.MultiheadAttention``). Returns how many blocks
+    were initialised."""
+    visual = set(model.visual.modules())
+    blocks = [m for m in model.modules() if isinstance(m, open_clip.transformer.Attention)]
+    for attention in blocks:
+        if attention in visual:
+            torch.nn.init.xavier_uniform_(attention.in_proj_weight)
+        if attention.in_proj_bias is not None:
+            torch.nn.init.zeros_(attention.in_proj_bias)
+        torch.nn.init.zeros_(attention.out_proj.bias)
+    return len(blocks)
 
 
 def _preset_clip(name: str, preset: dict[str, Any], tokenizer_dir: str | os.PathLike) -> Clip:
@@ -179,6 +213,7 @@ def _preset_clip(name: str, preset: dict[str, Any], tokenizer_dir: str | os.Path
         pool_type=text_cfg.get("pool_type", "eos"),
     )
     model = _instantiate(cfg, preprocess_cfg)
+    init_attention_as_torch(model)
     pp = open_clip.get_model_preprocess_cfg(model)
     source = {"kind": "preset", "name": name, "pretrained": None}
     return Clip(model, cfg, dict(pp), tokenizer, source)
@@ -217,7 +252,7 @@ def build_clip(
     """Build a CLIP from a preset, an open_clip name or a folder (see the module docstring).
 
     Args:
-        model: preset name, open_clip name (``ViT-B-32``, ``hf-hub:...``, ``local-dir:...``)
+        model: preset name or ``.json`` file, open_clip name (``ViT-B-32``, ``hf-hub:...``, ``local-dir:...``)
             or a folder path.
         tokenizer_dir: the experiment's tokenizer folder; required for architecture presets.
         pretrained: with an open_clip name, a tag (``laion2b_s34b_b79k``; needs the hub once)
@@ -230,7 +265,7 @@ def build_clip(
         clip = load_clip(path)
         clip.source["init_from"] = str(path.resolve())
         return clip
-    if (PRESET_DIR / f"{model}.json").is_file():
+    if preset_path(model) is not None:
         preset = load_preset(model)
         if "open_clip_model" in preset:  # an alias of a pretrained open_clip model
             clip = _open_clip_clip(
