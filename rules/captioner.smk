@@ -16,6 +16,8 @@ rule train_captioner:
         "logs/train_captioner/{exp}/{captioner}.log",
     benchmark:
         "benchmarks/train_captioner/{exp}-{captioner}.tsv"
+    # trainers first: they are the long path to the results (a free core takes the scoring)
+    priority: 2
     conda:
         "../envs/vlcore.yaml"
     # one thread: the tiny default models train faster as two one-thread jobs side by side
@@ -43,9 +45,12 @@ rule generate_captions:
         "logs/generate_captions/{exp}/{captioner}.log",
     benchmark:
         "benchmarks/generate_captions/{exp}-{captioner}.tsv"
+    priority: 1
     conda:
         "../envs/vlcore.yaml"
-    threads: 2
+    # one thread: beside a trainer still running, or as two jobs side by side; --set-threads
+    # raises it
+    threads: 1
     resources:
         mem_mb=8000,
         runtime=60,
@@ -67,9 +72,12 @@ rule answer_questions:
         "logs/answer_questions/{exp}.log",
     benchmark:
         "benchmarks/answer_questions/{exp}.tsv"
+    priority: 1
     conda:
         "../envs/vlcore.yaml"
-    threads: 2
+    # one thread: beside a trainer still running, or as two jobs side by side; --set-threads
+    # raises it
+    threads: 1
     resources:
         mem_mb=8000,
         runtime=60,

@@ -19,6 +19,8 @@ rule train_clip:
         "logs/train_clip/{exp}.log",
     benchmark:
         "benchmarks/train_clip/{exp}.tsv"
+    # trainers first: they are the long path to the results (a free core takes the scoring)
+    priority: 2
     conda:
         "../envs/vlcore.yaml"
     # one thread: the tiny default models train faster as two one-thread jobs side by side
@@ -47,7 +49,7 @@ rule score_retrieval:
         "benchmarks/score_retrieval/{exp}.tsv"
     conda:
         "../envs/vlcore.yaml"
-    threads: 2
+    threads: 1
     resources:
         mem_mb=8000,
         runtime=60,
