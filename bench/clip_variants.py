@@ -149,7 +149,10 @@ def main(argv: list[str] | None = None) -> int:
                              "init": overrides.get("init", "torch")})  # fmt: skip
         results = []
         spawn = multiprocessing.get_context("spawn")  # fresh processes: one thread each
-        with concurrent.futures.ProcessPoolExecutor(args.jobs, mp_context=spawn) as pool:
+        # a fresh process per run: nothing (threads, the init switch) carries over
+        with concurrent.futures.ProcessPoolExecutor(
+            args.jobs, mp_context=spawn, max_tasks_per_child=1
+        ) as pool:
             for result in pool.map(run_one, jobs):
                 print(json.dumps(result), flush=True)
                 results.append(result)
