@@ -252,8 +252,8 @@ def build_clip(
     """Build a CLIP from a preset, an open_clip name or a folder (see the module docstring).
 
     Args:
-        model: preset name or ``.json`` file, open_clip name (``ViT-B-32``, ``hf-hub:...``, ``local-dir:...``)
-            or a folder path.
+        model: preset name or ``.json`` file, open_clip name (``ViT-B-32``, ``hf-hub:...``,
+            ``local-dir:...``) or a folder path.
         tokenizer_dir: the experiment's tokenizer folder; required for architecture presets.
         pretrained: with an open_clip name, a tag (``laion2b_s34b_b79k``; needs the hub once)
             or a local weights file. Presets that alias a pretrained model bring their own.

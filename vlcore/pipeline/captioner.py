@@ -121,8 +121,8 @@ class CaptionerSettings:
     label_smoothing: float = 0.0
     # DataLoader workers per process (PNG decoding and tokenising); 0 = in the main process
     num_workers: int = 0
-    # clip_prefix on a frozen CLIP tower: MiB of tower features kept per process, so the tower
-    # runs once per distinct training image (vlcore.models.feature_cache); 0 = recompute
+    # clip_prefix on a frozen CLIP tower, on CPU: MiB of tower features kept per process, so
+    # the tower runs once per distinct training image (vlcore.models.feature_cache); 0 = off
     feature_cache_mb: int = 512
     # decoding: vlcore.models.generation.DecodingConfig fields
     generate: dict[str, Any] = field(default_factory=dict)
@@ -482,7 +482,9 @@ def train_captioner(
     n_params = sum(p.numel() for p in model.parameters())
     n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
     cache = getattr(model, "cache_image_features", None)
-    if cache is not None and cache(own.feature_cache_mb * 2**20):
+    # on a GPU the tower is cheap and the pixels would have to come back to the CPU for keys
+    on_cpu = runtime.device.type == "cpu"
+    if cache is not None and on_cpu and cache(own.feature_cache_mb * 2**20):
         logger.info("frozen image tower: features cached, up to %d MiB", own.feature_cache_mb)
     record = {
         "format_version": FORMAT_VERSION,
