@@ -32,14 +32,12 @@ BENCH_KEYS = ("init",)
 INITS = ("torch", "open_clip")
 
 
-def deep_merge(base: dict, extra: dict) -> dict:
-    out = copy.deepcopy(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
+def variant_preset(preset: dict, overrides: dict) -> dict:
+    """``overrides`` (less the bench-only keys) deep-merged into a copy of ``preset``."""
+    from vlcore.config import deep_update
+
+    own = {k: v for k, v in overrides.items() if k not in BENCH_KEYS}
+    return deep_update(copy.deepcopy(preset), own)
 
 
 def parse_variant(text: str) -> tuple[str, dict]:
@@ -83,7 +81,7 @@ def run_one(job: dict) -> dict:
     from vlcore.pipeline.clip import score_retrieval, train_clip
 
     if job["init"] == "open_clip":
-        clip_module.init_attention_as_torch = lambda model: 0
+        clip_module.init_attention_as_torch = lambda model: None
     exp_dir, out = Path(job["exp_dir"]), Path(job["out"])
     history = train_clip(exp_dir / "shards", exp_dir / "tokenizer", job["settings"], out)
     scores = score_retrieval(exp_dir / "shards", out, device="cpu")
@@ -131,12 +129,10 @@ def main(argv: list[str] | None = None) -> int:
         root = args.out or Path(tmp)
         jobs = []
         for name, overrides in args.variant:
-            variant_preset = deep_merge(
-                preset, {k: v for k, v in overrides.items() if k not in BENCH_KEYS}
-            )
+            merged = variant_preset(preset, overrides)
             preset_file = root / f"{name}.json"
             preset_file.parent.mkdir(parents=True, exist_ok=True)
-            preset_file.write_text(json.dumps(variant_preset, indent=2))
+            preset_file.write_text(json.dumps(merged, indent=2))
             for seed in args.seeds:
                 run = {**settings, "model": str(preset_file), "seed": seed, "device": "cpu"}
                 if args.steps is not None:

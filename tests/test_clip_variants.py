@@ -47,7 +47,9 @@ def test_variants_are_name_equals_json_objects(bench):
 
 def test_overrides_merge_into_the_preset_without_touching_it(bench):
     preset = {"embed_dim": 8, "vision_cfg": {"layers": 2, "width": 16}}
-    merged = bench.deep_merge(preset, {"vision_cfg": {"block_type": "custom"}})
+    merged = bench.variant_preset(
+        preset, {"vision_cfg": {"block_type": "custom"}, "init": "open_clip"}
+    )
     assert merged == {
         "embed_dim": 8,
         "vision_cfg": {"layers": 2, "width": 16, "block_type": "custom"},

@@ -193,7 +193,7 @@ class ClipPrefixCaptioner(nn.Module):
 
     def image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """``B 3 H W`` in [0, 1] -> pooled ``B D`` or patch tokens ``B N W``."""
-        if self.feature_cache is not None and not self.config.train_clip:
+        if self.feature_cache is not None:  # only ever set for a frozen tower
             return self.feature_cache(pixel_values, self._tower_features)
         return self._tower_features(pixel_values)
 

@@ -174,21 +174,20 @@ def _instantiate(model_cfg: dict[str, Any], preprocess_cfg: dict[str, Any]) -> t
     return model
 
 
-def init_attention_as_torch(model: torch.nn.Module) -> int:
+def init_attention_as_torch(model: torch.nn.Module) -> None:
     """Initialise the open_clip ``Attention`` blocks of a CLIP ``model`` as
     ``nn.MultiheadAttention._reset_parameters`` would have: zero biases, and in the image
     tower a Xavier-uniform input projection (the text tower's ``init_parameters`` has already
-    drawn its projections, as it does for ``nn.MultiheadAttention``). Returns how many blocks
-    were initialised."""
+    drawn its projections, as it does for ``nn.MultiheadAttention``)."""
     visual = set(model.visual.modules())
-    blocks = [m for m in model.modules() if isinstance(m, open_clip.transformer.Attention)]
-    for attention in blocks:
+    for attention in model.modules():
+        if not isinstance(attention, open_clip.transformer.Attention):
+            continue
         if attention in visual:
             torch.nn.init.xavier_uniform_(attention.in_proj_weight)
         if attention.in_proj_bias is not None:
             torch.nn.init.zeros_(attention.in_proj_bias)
         torch.nn.init.zeros_(attention.out_proj.bias)
-    return len(blocks)
 
 
 def _preset_clip(name: str, preset: dict[str, Any], tokenizer_dir: str | os.PathLike) -> Clip:

@@ -50,20 +50,16 @@ class FeatureCache:
         missing = [i for i, key in enumerate(keys) if key not in self._features]
         self.misses += len(missing)
         self.hits += len(keys) - len(missing)
-        if len(missing) == len(keys):
-            features = compute(images)
-            fresh = dict(enumerate(features))
-        else:
-            fresh = {}
-            if missing:
-                computed = compute(images[missing])
-                fresh = dict(zip(missing, computed, strict=True))
-            features = torch.stack(
-                [
-                    fresh[i] if i in fresh else self._features[key].to(images.device)
-                    for i, key in enumerate(keys)
-                ]
-            )
+        fresh = {}
+        if missing:  # the whole batch in the first epoch: no indexing copy then
+            todo = images if len(missing) == len(keys) else images[missing]
+            fresh = dict(zip(missing, compute(todo), strict=True))
+        features = torch.stack(
+            [
+                fresh[i] if i in fresh else self._features[k].to(images.device)
+                for i, k in enumerate(keys)
+            ]
+        )
         for i, feature in fresh.items():
             size = feature.numel() * feature.element_size()
             if self.used_bytes + size > self.max_bytes or keys[i] in self._features:
