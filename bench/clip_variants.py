@@ -9,10 +9,14 @@ Each variant is a mapping deep-merged into the architecture preset the experimen
 trained from (read from ``clip/train_config.json``, with its training settings), trained
 with those settings from each ``--seeds`` seed on the experiment's ``shards/`` and
 ``tokenizer/`` (already built), and scored by test-split retrieval exactly as
-``score_retrieval`` scores it. The bench-only key ``"init": "open_clip"`` leaves open_clip's
-custom attention blocks as open_clip initialises them, instead of
-:func:`vlcore.models.clip.init_attention_as_torch`. ``--steps`` shortens training (the
-schedule shrinks with it). Runs go ``--jobs`` at a time, one thread each (the main job's
+``score_retrieval`` scores it, and by how often it prefers a test caption to the same caption
+with its shape word swapped (``bench/clip_word_swaps.py``; chance 50%; blank when the captions
+name no shapes of the English shapes world). Two keys belong to the bench, not the preset:
+``"init": "open_clip"`` leaves open_clip's custom attention blocks as open_clip initialises
+them, instead of :func:`vlcore.models.clip.init_attention_as_torch`, and ``"train"`` overrides
+training settings (``{"train": {"batch_size": 64, "max_steps": 500}}``: any key of the
+experiment's ``clip`` section or its ``train``). ``--steps`` shortens training (the schedule
+shrinks with it). Runs go ``--jobs`` at a time, one thread each (the main job's
 setting), so times are comparable within one call; the table gives each run's seconds
 against the first variant's at the same seed.
 """
@@ -28,7 +32,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-BENCH_KEYS = ("init",)
+BENCH_KEYS = ("init", "train")
 INITS = ("torch", "open_clip")
 
 
@@ -52,7 +56,18 @@ def parse_variant(text: str) -> tuple[str, dict]:
         raise argparse.ArgumentTypeError(f"variant {name}: expected a JSON object")
     if value.get("init", "torch") not in INITS:
         raise argparse.ArgumentTypeError(f"variant {name}: init must be one of {INITS}")
+    if not isinstance(value.get("train", {}), dict):
+        raise argparse.ArgumentTypeError(f"variant {name}: train must be a JSON object")
     return name, value
+
+
+def variant_settings(settings: dict, overrides: dict) -> dict:
+    """The experiment's training ``settings`` with the variant's ``train`` overrides."""
+    own = overrides.get("train", {})
+    unknown = sorted(set(own) - set(settings))
+    if unknown:
+        raise SystemExit(f"unknown training setting(s) {unknown}; known: {sorted(settings)}")
+    return {**settings, **own}
 
 
 def experiment_clip(exp_dir: Path) -> tuple[dict, dict]:
@@ -85,11 +100,17 @@ def run_one(job: dict) -> dict:
     exp_dir, out = Path(job["exp_dir"]), Path(job["out"])
     history = train_clip(exp_dir / "shards", exp_dir / "tokenizer", job["settings"], out)
     scores = score_retrieval(exp_dir / "shards", out, device="cpu")
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from clip_word_swaps import SHAPES_WORLD_GROUPS, probe
+
+    shapes = {"shape": SHAPES_WORLD_GROUPS["shape"]}
+    swaps = probe(str(out), str(exp_dir / "shards"), "test", shapes)["shape"]
     return {
         "variant": job["variant"],
         "seed": job["settings"]["seed"],
         "i2t_r1": scores["image_to_text"]["R@1"],
         "t2i_r1": scores["text_to_image"]["R@1"],
+        "shape_swap": swaps.get("accuracy"),
         "seconds": history["summary"]["seconds"],
     }
 
@@ -97,14 +118,16 @@ def run_one(job: dict) -> dict:
 def table(results: list[dict], names: list[str]) -> str:
     base = {r["seed"]: r["seconds"] for r in results if r["variant"] == names[0]}
     lines = [
-        f"{'variant':<28}{'seed':>5}{'R@1 i->t':>10}{'R@1 t->i':>10}{'seconds':>9}{'ratio':>7}"
+        f"{'variant':<28}{'seed':>5}{'R@1 i->t':>10}{'R@1 t->i':>10}{'shape swap':>12}"
+        f"{'seconds':>9}{'ratio':>7}"
     ]
     order = {name: i for i, name in enumerate(names)}
     for r in sorted(results, key=lambda r: (order[r["variant"]], r["seed"])):
         ratio = r["seconds"] / base[r["seed"]] if r["seed"] in base else float("nan")
+        shape = "" if r["shape_swap"] is None else f"{r['shape_swap']:.1f}%"
         lines.append(
             f"{r['variant']:<28}{r['seed']:>5}{r['i2t_r1']:>10.1f}{r['t2i_r1']:>10.1f}"
-            f"{r['seconds']:>9.1f}{ratio:>7.2f}"
+            f"{shape:>12}{r['seconds']:>9.1f}{ratio:>7.2f}"
         )
     return "\n".join(lines)
 
@@ -133,12 +156,13 @@ def main(argv: list[str] | None = None) -> int:
             preset_file = root / f"{name}.json"
             preset_file.parent.mkdir(parents=True, exist_ok=True)
             preset_file.write_text(json.dumps(merged, indent=2))
+            own = variant_settings(settings, overrides)
             for seed in args.seeds:
-                run = {**settings, "model": str(preset_file), "seed": seed, "device": "cpu"}
+                run = {**own, "model": str(preset_file), "seed": seed, "device": "cpu"}
                 if args.steps is not None:
-                    scale = args.steps / settings["max_steps"]
+                    scale = args.steps / own["max_steps"]
                     run.update(max_steps=args.steps,
-                               warmup_steps=max(1, round(settings["warmup_steps"] * scale)),
+                               warmup_steps=max(1, round(own["warmup_steps"] * scale)),
                                val_every=0, ckpt_every=0)  # fmt: skip
                 jobs.append({"variant": name, "settings": run, "exp_dir": str(args.experiment),
                              "out": str(root / f"{name}-seed{seed}"),

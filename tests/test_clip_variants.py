@@ -40,7 +40,7 @@ def test_variants_are_name_equals_json_objects(bench):
         "a",
         {"text_cfg": {"layers": 1}},
     )
-    for bad in ("a", "={}", "a=[1]", "a={bad", 'a={"init": "xavier"}'):
+    for bad in ("a", "={}", "a=[1]", "a={bad", 'a={"init": "xavier"}', 'a={"train": 3}'):
         with pytest.raises(argparse.ArgumentTypeError):
             bench.parse_variant(bad)
 
@@ -57,6 +57,16 @@ def test_overrides_merge_into_the_preset_without_touching_it(bench):
     assert preset == {"embed_dim": 8, "vision_cfg": {"layers": 2, "width": 16}}
 
 
+def test_train_overrides_replace_known_settings_only(bench):
+    settings = {"batch_size": 128, "max_steps": 250, "lr": 1e-3}
+    own = bench.variant_settings(settings, {"train": {"batch_size": 64, "max_steps": 500}})
+    assert own == {"batch_size": 64, "max_steps": 500, "lr": 1e-3}
+    assert bench.variant_settings(settings, {"vision_cfg": {}}) == settings
+    with pytest.raises(SystemExit, match=r"unknown training setting\(s\) \['lrate'\]"):
+        bench.variant_settings(settings, {"train": {"lrate": 1}})
+    assert bench.variant_preset({"embed_dim": 8}, {"train": {"lr": 1}}) == {"embed_dim": 8}
+
+
 def test_experiment_settings_come_from_its_clip(bench, experiment):
     preset, settings = bench.experiment_clip(experiment)
     assert preset["vision_cfg"]["layers"] >= 1 and settings["batch_size"] == 8
@@ -70,7 +80,8 @@ def test_command_line_trains_each_variant_and_seed(experiment, tmp_path):
     command = [sys.executable, str(REPO / "bench" / "clip_variants.py"), str(experiment),
                "--jobs", "2", "--seeds", "0", "1", "--steps", "1", "--out", str(out),
                "--variant", "base={}",
-               "--variant", 'custom={"vision_cfg": {"block_type": "custom"}, "init": "open_clip"}']  # fmt: skip
+               "--variant", 'custom={"vision_cfg": {"block_type": "custom"}, "init": "open_clip",'
+                                    ' "train": {"batch_size": 6}}']  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=REPO)
     assert done.returncode == 0, done.stderr[-2000:]
     rows = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
@@ -78,11 +89,15 @@ def test_command_line_trains_each_variant_and_seed(experiment, tmp_path):
         ("base", 0), ("base", 1), ("custom", 0), ("custom", 1)
     ]  # fmt: skip
     assert all(0 <= r["i2t_r1"] <= 100 and r["seconds"] > 0 for r in rows)
+    # the synthetic captions name shapes, so every run reads its shape-swap pairs
+    assert all(0 <= r["shape_swap"] <= 100 for r in rows)
     table = done.stdout.splitlines()[-4:]
     assert [line.split()[:2] for line in table] == [
         ["base", "0"], ["base", "1"], ["custom", "0"], ["custom", "1"]
     ]  # fmt: skip
     assert [float(line.split()[-1]) for line in table[:2]] == [1.0, 1.0]
+    assert read_json(out / "custom-seed1" / "train_config.json")["settings"]["batch_size"] == 6
+    assert read_json(out / "base-seed1" / "train_config.json")["settings"]["batch_size"] == 8
     saved = read_json(out / "custom-seed1" / "open_clip_config.json")["model_cfg"]
     assert saved["vision_cfg"]["block_type"] == "custom"
     assert (
