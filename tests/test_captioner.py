@@ -328,6 +328,29 @@ def test_pretrained_parts_load_from_local_folders(data, tmp_path):
     assert torch.equal(saved[key], trained_w[f"decoder.{key}"])
 
 
+@pytest.mark.parametrize(
+    ("model", "prefix", "positions"),
+    [({"mapping": "mlp", "token_grid": 2}, 4, None), ({"token_positions": True}, 4, 64)],
+)
+def test_pooled_and_placed_patch_tokens_train_and_reload(data, tmp_path, model, prefix, positions):
+    """token_grid pools the 8x8 patch grid (with the mlp mapping: one prefix embedding per
+    pooled token); token_positions gives the transformer mapping an embedding per token."""
+    own = settings("clip_prefix", max_steps=1)
+    own["model"] = {**TINY_CLIP_PREFIX, **model}
+    train_captioner("clip_prefix", data["shards"], data["tokenizer"], data["clip"], own,
+                    tmp_path / "model")  # fmt: skip
+    loaded = load_captioner(tmp_path / "model").model
+    images = torch.stack([r["image"] for r in split_rows(data, "test")])
+    with torch.no_grad():
+        assert loaded.prefix(images).shape == (len(images), prefix, 32)
+    placed = loaded.mapping.positions if hasattr(loaded.mapping, "positions") else None
+    assert (None if placed is None else len(placed)) == positions
+    coarse = {**TINY_CLIP_PREFIX, "token_grid": 16}
+    with pytest.raises(ValueError, match="token_grid 16 is finer than the tower's 8x8"):
+        build_captioner("clip_prefix", load_preset("clip_prefix", None, coarse),
+                        load_tokenizer(data["tokenizer"]), image_size=64, clip_dir=data["clip"])  # fmt: skip
+
+
 def test_settings_are_checked():
     with pytest.raises(ValueError, match="num_beam"):
         parse_settings("vit_gpt2", {"num_beam": 3})

@@ -14,6 +14,11 @@ covers only the answer. The decoder is a tiny random-init GPT-2 by default, or a
 one (``decoder_pretrained``: hub name or local folder), tuned or frozen (``train_decoder``;
 ClipCap's frozen-GPT-2 variant goes with the ``transformer`` mapping).
 
+With patch tokens (``features: tokens``) the tower's grid can be average-pooled to a coarser
+one first (``token_grid``; with the ``mlp`` mapping every pooled token is a prefix embedding,
+which the decoder then reads question by question), and the ``transformer`` mapping can add a
+learned embedding per token position (``token_positions``); docs/shapes.md measures both.
+
 Shapes: images ``B 3 H W`` in [0, 1], prefix ``B P E``, texts ``S L``, ``image_index`` ``S``.
 """
 
@@ -38,7 +43,7 @@ from vlcore.models.generation import (
     sequence_losses,
     text_decoder,
 )
-from vlcore.models.mapping import MAPPINGS, build_mapping
+from vlcore.models.mapping import MAPPINGS, build_mapping, pool_token_grid
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +64,11 @@ class ClipPrefixConfig:
     clip_length: int = 10
     # pooled: CLIP's image embedding (ClipCap); tokens: its patch tokens (GIT) - where is what
     features: Literal["pooled", "tokens"] = "pooled"
+    # transformer mapping on patch tokens: add a learned position embedding to each token
+    token_positions: bool = False
+    # patch tokens: average-pool their square grid to token_grid x token_grid first (0: keep
+    # them all); with the mlp mapping each pooled token is one prefix embedding
+    token_grid: int = 0
     # tune the CLIP image encoder too (else frozen, as in ClipCap)
     train_clip: bool = False
     # tune the decoder (ClipCap's frozen-GPT-2 variant sets this false)
@@ -73,6 +83,16 @@ class ClipPrefixConfig:
             raise ValueError(f"mapping {self.mapping!r} is unknown; expected one of {MAPPINGS}")
         if self.features not in FEATURES:
             raise ValueError(f"features {self.features!r} is unknown; expected one of {FEATURES}")
+        if self.token_positions and (self.features, self.mapping) != ("tokens", "transformer"):
+            raise ValueError(
+                "token_positions needs features 'tokens' and mapping 'transformer', got "
+                f"{self.features!r} and {self.mapping!r}"
+            )
+        if self.token_grid < 0 or (self.token_grid and self.features != "tokens"):
+            raise ValueError(
+                f"token_grid needs features 'tokens' and must be >= 0 (0: no pooling), got "
+                f"{self.token_grid} with features {self.features!r}"
+            )
         for name in ("prefix_length", "mapping_layers", "mapping_heads", "clip_length"):
             if getattr(self, name) < 1:
                 raise ValueError(f"clip_prefix {name} must be >= 1, got {getattr(self, name)}")
@@ -105,6 +125,16 @@ def clip_vision_spec(clip) -> dict[str, Any]:
     }
 
 
+def patch_grid(clip_spec: Mapping[str, Any]) -> int:
+    """The side of the square patch grid the image tower of ``clip_spec`` puts out."""
+    patch = clip_spec["vision_cfg"]["patch_size"]
+    patch_h, patch_w = (patch, patch) if isinstance(patch, int) else patch
+    height, width = clip_spec["image_size"]
+    if height // patch_h != width // patch_w:
+        raise ValueError(f"the patch grid must be square, got {height}x{width} / {patch}")
+    return height // patch_h
+
+
 class ClipPrefixCaptioner(nn.Module):
     """CLIP image tower -> mapping -> prefix -> GPT-2 (see the module docstring)."""
 
@@ -124,9 +154,18 @@ class ClipPrefixCaptioner(nn.Module):
                 f"features 'tokens' needs an open_clip VisionTransformer image tower; this CLIP "
                 f"has {type(visual).__name__}: use features 'pooled'"
             )
+        n_positions = 0
         if tokens:
             visual.output_tokens = True
             in_dim = int(clip_spec["vision_cfg"]["width"])
+            grid = patch_grid(clip_spec)
+            if config.token_grid > grid:
+                raise ValueError(
+                    f"token_grid {config.token_grid} is finer than the tower's {grid}x{grid} "
+                    "patch grid"
+                )
+            if config.token_positions:
+                n_positions = (config.token_grid or grid) ** 2
         else:
             in_dim = int(clip_spec["embed_dim"])
         self.mapping = build_mapping(
@@ -138,6 +177,7 @@ class ClipPrefixCaptioner(nn.Module):
             clip_length=config.clip_length,
             num_layers=config.mapping_layers,
             num_heads=config.mapping_heads,
+            n_positions=n_positions,
         )
         self.register_buffer("image_mean", torch.tensor(clip_spec["mean"]).view(1, 3, 1, 1), False)
         self.register_buffer("image_std", torch.tensor(clip_spec["std"]).view(1, 3, 1, 1), False)
@@ -208,7 +248,10 @@ class ClipPrefixCaptioner(nn.Module):
 
     def prefix(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """The decoder-space prefix ``B P E`` of each image."""
-        return self.mapping(self.image_features(pixel_values))
+        features = self.image_features(pixel_values)
+        if self.config.token_grid:
+            features = pool_token_grid(features, self.config.token_grid)
+        return self.mapping(features)
 
     def _embed(self, prefix: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
         tokens = self.decoder.get_input_embeddings()(input_ids)

@@ -9,7 +9,8 @@ both variants:
 - ``transformer``: the image features become ``clip_length`` tokens (a pooled embedding by
   a linear map, patch tokens one by one), ``prefix_length`` learned constant tokens are
   appended, a transformer encoder mixes them, and the constants' outputs are the prefix.
-  ClipCap pairs it with a frozen GPT-2.
+  ClipCap pairs it with a frozen GPT-2. On patch tokens it can add a learned embedding per
+  token position (``n_positions``), so that where a token sits is one clean signal.
 
 Inputs are ``B D`` (a pooled embedding) or ``B N D`` (patch tokens, as in GIT); for tokens the
 ``mlp`` variant maps every token on its own (the LLaVA projector), so the prefix has ``N``
@@ -19,8 +20,10 @@ embeddings. Output: ``B P E`` with ``E`` the decoder's embedding width.
 from __future__ import annotations
 
 import logging
+import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 logger = logging.getLogger(__name__)
@@ -63,8 +66,11 @@ class TransformerMapping(nn.Module):
         num_heads: int = 4,
         mlp_ratio: float = 2.0,
         tokens: bool = False,
+        n_positions: int = 0,
     ):
         super().__init__()
+        if n_positions and not tokens:
+            raise ValueError("mapping position embeddings need token features ('tokens')")
         self.prefix_length = prefix_length
         self.clip_length = clip_length
         self.out_dim = out_dim
@@ -72,6 +78,10 @@ class TransformerMapping(nn.Module):
         # a pooled embedding becomes clip_length tokens; patch tokens are projected one by one
         self.project = nn.Linear(in_dim, out_dim if tokens else clip_length * out_dim)
         self.prefix_const = nn.Parameter(torch.randn(prefix_length, out_dim) * 0.02)
+        # one learned embedding per patch position, added after the projection (0: none)
+        self.positions = (
+            nn.Parameter(torch.randn(n_positions, out_dim) * 0.02) if n_positions else None
+        )
         layer = nn.TransformerEncoderLayer(
             out_dim,
             num_heads,
@@ -88,11 +98,29 @@ class TransformerMapping(nn.Module):
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         batch = features.shape[0]
         x = self.project(features)
+        if self.positions is not None:
+            if x.shape[1] != len(self.positions):
+                raise ValueError(
+                    f"the mapping has {len(self.positions)} position embeddings but got "
+                    f"{x.shape[1]} tokens"
+                )
+            x = x + self.positions
         if not self.tokens:
             x = x.view(batch, self.clip_length, self.out_dim)
         prefix = self.prefix_const.unsqueeze(0).expand(batch, -1, -1)
         out = self.transformer(torch.cat([x, prefix], dim=1))
         return out[:, -self.prefix_length :]
+
+
+def pool_token_grid(tokens: torch.Tensor, grid: int) -> torch.Tensor:
+    """Average-pool the square grid of patch tokens ``B N D`` to ``B grid*grid D`` (row-major,
+    as a ViT orders its patches): fewer, coarser tokens that still say where they are."""
+    batch, n, dim = tokens.shape
+    side = math.isqrt(n)
+    if side * side != n:
+        raise ValueError(f"{n} patch tokens do not form a square grid")
+    x = tokens.transpose(1, 2).reshape(batch, dim, side, side)
+    return F.adaptive_avg_pool2d(x, grid).flatten(2).transpose(1, 2)
 
 
 def build_mapping(
@@ -106,14 +134,26 @@ def build_mapping(
     num_layers: int = 2,
     num_heads: int = 4,
     mlp_ratio: float = 2.0,
+    n_positions: int = 0,
 ) -> nn.Module:
-    """The ``mlp`` or ``transformer`` mapping (see the module docstring)."""
+    """The ``mlp`` or ``transformer`` mapping (see the module docstring); ``n_positions``
+    > 0 gives the transformer mapping a learned embedding per input token."""
     if kind == "mlp":
+        if n_positions:
+            raise ValueError("position embeddings are for the transformer mapping only")
         return MLPMapping(in_dim, out_dim, prefix_length, tokens=tokens)
     if kind == "transformer":
         if out_dim % num_heads:
             raise ValueError(f"mapping_heads {num_heads} must divide the decoder width {out_dim}")
         return TransformerMapping(
-            in_dim, out_dim, prefix_length, clip_length, num_layers, num_heads, mlp_ratio, tokens
+            in_dim,
+            out_dim,
+            prefix_length,
+            clip_length,
+            num_layers,
+            num_heads,
+            mlp_ratio,
+            tokens,
+            n_positions,
         )
     raise ValueError(f"mapping {kind!r} is unknown; expected one of {MAPPINGS}")
