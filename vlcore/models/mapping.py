@@ -10,7 +10,7 @@ both variants:
   a linear map, patch tokens one by one), ``prefix_length`` learned constant tokens are
   appended, a transformer encoder mixes them, and the constants' outputs are the prefix.
   ClipCap pairs it with a frozen GPT-2. On patch tokens it can add a learned embedding per
-  token position (``n_positions``), so that where a token sits is one clean signal.
+  token position (``n_positions``; on the shapes world it changed nothing, docs/shapes.md).
 
 Inputs are ``B D`` (a pooled embedding) or ``B N D`` (patch tokens, as in GIT); for tokens the
 ``mlp`` variant maps every token on its own (the LLaVA projector), so the prefix has ``N``
