@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader
 
 from vlcore.data.raw import RawWriter, make_row
 from vlcore.data.shard import ShardConfig, shard_dataset
-from vlcore.data.stream import RowGroup, ShardStream, collate, plan_range
+from vlcore.data.stream import RowGroup, ShardStream, collate, plan_range, training_streams
 
 N_ROWS = 203  # not a multiple of anything used below: remainders get exercised
 
@@ -178,3 +178,14 @@ def test_bad_arguments(shards):
 def test_empty_split_yields_nothing(shards):
     ds = ShardStream(shards, "val")
     assert len(ds) == 0 and keys(ds) == []
+
+
+def test_training_streams_shuffle_train_only_and_take_this_ranks_share(shards):
+    streams = training_streams(shards, seed=3, rank=1, world_size=2, transform=lambda img: img.size)
+    assert set(streams) == {"train", "val"}
+    train = ShardStream(shards, "train", shuffle=True, seed=3, rank=1, world_size=2)
+    assert keys(streams["train"]) == keys(train) != sorted(keys(train))
+    assert len(streams["train"]) == N_ROWS // 2
+    assert not streams["val"].shuffle and streams["val"].rank == 1
+    assert next(iter(streams["train"]))["image"] == (8, 8)  # the transform reaches the rows
+    assert set(training_streams(shards, seed=0, rank=0, world_size=1, splits=("test",))) == {"test"}

@@ -206,6 +206,32 @@ class ShardStream(IterableDataset):
             yield self._decode(row)
 
 
+def training_streams(
+    shards: str | os.PathLike | dict[str, Any],
+    *,
+    seed: int,
+    rank: int,
+    world_size: int,
+    transform: Callable[[Image.Image], Any] | None = None,
+    splits: tuple[str, ...] = ("train", "val"),
+) -> dict[str, ShardStream]:
+    """A trainer's streams, one per split of ``splits``: train shuffled by ``seed``, the
+    others in shard order, each this rank's share."""
+    manifest = shards if isinstance(shards, dict) else load_manifest(shards)
+    return {
+        split: ShardStream(
+            manifest,
+            split,
+            transform=transform,
+            shuffle=split == "train",
+            seed=seed,
+            rank=rank,
+            world_size=world_size,
+        )
+        for split in splits
+    }
+
+
 def collate(batch: list[dict[str, Any]]) -> dict[str, Any]:
     """Batch ShardStream samples: images stacked (when tensors), ``image_id`` a long tensor,
     everything else (keys, captions, styled captions, questions) kept as Python lists."""

@@ -51,7 +51,7 @@ from transformers import PreTrainedTokenizerBase
 
 from vlcore.config import deep_update
 from vlcore.data.shard import load_manifest, sha256_file, shards_fingerprint
-from vlcore.data.stream import ShardStream, collate
+from vlcore.data.stream import ShardStream, collate, training_streams
 from vlcore.ids import stable_uint64
 from vlcore.io import atomic_dir, atomic_path, read_json, write_json
 from vlcore.metrics.vqa import normalize_answer
@@ -501,18 +501,13 @@ def train_captioner(
         "trainable_parameters": n_train,
     }
 
-    streams = {
-        split: ShardStream(
-            shards_dir,
-            split,
-            shuffle=split == "train",
-            seed=config.seed,
-            rank=runtime.rank,
-            world_size=runtime.world_size,
-        )
-        for split in ("train", "val")
-        if split in manifest["splits"]
-    }
+    streams = training_streams(
+        manifest,
+        seed=config.seed,
+        rank=runtime.rank,
+        world_size=runtime.world_size,
+        splits=tuple(split for split in ("train", "val") if split in manifest["splits"]),
+    )
     frozen_styles = frozenset(styles)
 
     def loader(split: str, epoch: int) -> DataLoader:

@@ -35,7 +35,7 @@ from torch.utils.data import DataLoader
 
 from vlcore.data.hard_negatives import WordSwapper
 from vlcore.data.shard import load_manifest, shards_fingerprint
-from vlcore.data.stream import ShardStream, collate
+from vlcore.data.stream import ShardStream, collate, training_streams
 from vlcore.ids import stable_uint64
 from vlcore.io import write_json
 from vlcore.metrics.retrieval import DEFAULT_KS, retrieval_recall
@@ -186,18 +186,13 @@ def train_clip(
                        clip_settings.model, tokenizer_dir)  # fmt: skip
     preprocess = clip.preprocess
     seed = config.seed
-    streams = {
-        split: ShardStream(
-            shards_dir,
-            split,
-            transform=preprocess,
-            shuffle=split == "train",
-            seed=seed,
-            rank=runtime.rank,
-            world_size=runtime.world_size,
-        )
-        for split in ("train", "val")
-    }
+    streams = training_streams(
+        shards_dir,
+        transform=preprocess,
+        seed=seed,
+        rank=runtime.rank,
+        world_size=runtime.world_size,
+    )
     logger.info(
         "train_clip: %s (%.2fM parameters), %d train / %d val rows per process, batch %d x %d",
         clip.source,

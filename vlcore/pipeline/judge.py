@@ -30,7 +30,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader
 
 from vlcore.data.shard import load_manifest
-from vlcore.data.stream import ShardStream
+from vlcore.data.stream import ShardStream, training_streams
 from vlcore.ids import stable_hash
 from vlcore.io import write_json
 from vlcore.models.judge import (
@@ -126,17 +126,9 @@ def train_judge(
     runtime = setup_runtime(config.device, config.precision)
     torch.manual_seed(config.seed)
     judge = AttributeJudge(model_config)
-    streams = {
-        split: ShardStream(
-            manifest,
-            split,
-            shuffle=split == "train",
-            seed=config.seed,
-            rank=runtime.rank,
-            world_size=runtime.world_size,
-        )
-        for split in ("train", "val")
-    }
+    streams = training_streams(
+        manifest, seed=config.seed, rank=runtime.rank, world_size=runtime.world_size
+    )
     logger.info(
         "train_judge: %.2fM parameters, %d train / %d val rows per process, batch %d x %d",
         sum(p.numel() for p in judge.parameters()) / 1e6,

@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 from vlcore.data import codes as codes_format
 from vlcore.data.images import decode_rgb
 from vlcore.data.shard import load_manifest, sha256_file
-from vlcore.data.stream import ShardStream, image_to_tensor
+from vlcore.data.stream import ShardStream, image_to_tensor, training_streams
 from vlcore.io import atomic_dir, atomic_path, write_json
 from vlcore.models.vqvae import (
     VQVAE,
@@ -119,17 +119,9 @@ def train_vqvae(
     runtime = setup_runtime(config.device, config.precision)
     torch.manual_seed(config.seed)  # the same initial weights on every process
     model = VQVAE(model_config)
-    streams = {
-        split: ShardStream(
-            manifest,
-            split,
-            shuffle=split == "train",
-            seed=config.seed,
-            rank=runtime.rank,
-            world_size=runtime.world_size,
-        )
-        for split in ("train", "val")
-    }
+    streams = training_streams(
+        manifest, seed=config.seed, rank=runtime.rank, world_size=runtime.world_size
+    )
     logger.info(
         "train_vqvae: %s (%.2fM parameters), %d px -> %dx%d codes of %d, %d train / %d val "
         "rows per process, batch %d x %d",
