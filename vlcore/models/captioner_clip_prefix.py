@@ -38,9 +38,9 @@ from vlcore.models.captioner_vit_gpt2 import normalize_images
 from vlcore.models.conv_stem import VISION_STEM_KEY, add_open_clip_stem
 from vlcore.models.feature_cache import FeatureCache
 from vlcore.models.generation import (
+    TeacherForcedCaptioner,
     TextIds,
     decoder_from_config,
-    sequence_losses,
     text_decoder,
 )
 from vlcore.models.mapping import MAPPINGS, build_mapping, pool_token_grid
@@ -135,7 +135,7 @@ def patch_grid(clip_spec: Mapping[str, Any]) -> int:
     return height // patch_h
 
 
-class ClipPrefixCaptioner(nn.Module):
+class ClipPrefixCaptioner(TeacherForcedCaptioner):
     """CLIP image tower -> mapping -> prefix -> GPT-2 (see the module docstring)."""
 
     name = "clip_prefix"
@@ -272,20 +272,6 @@ class ClipPrefixCaptioner(nn.Module):
             inputs_embeds=self._embed(prefix, input_ids), attention_mask=mask, use_cache=False
         )
         return out.logits[:, n_prefix:]
-
-    def forward(
-        self,
-        pixel_values: torch.Tensor,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor,
-        image_index: torch.Tensor,
-        labels: torch.Tensor,
-        label_smoothing: float = 0.0,
-    ) -> torch.Tensor:
-        """Per-token cross-entropy ``S L-1`` (0 where ``labels`` is -100); see
-        :func:`vlcore.models.generation.sequence_losses`."""
-        logits = self.text_logits(pixel_values, input_ids, attention_mask, image_index)
-        return sequence_losses(logits, labels, label_smoothing)
 
     @torch.no_grad()
     def generate_tokens(

@@ -29,15 +29,14 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 from transformers import AutoConfig, AutoModel, PreTrainedModel, VisionEncoderDecoderModel
 
 from vlcore.models.conv_stem import ConvStem
 from vlcore.models.generation import (
+    TeacherForcedCaptioner,
     TextIds,
     decoder_from_config,
     from_pretrained,
-    sequence_losses,
     text_decoder,
 )
 
@@ -171,7 +170,7 @@ def normalize_images(
     return (pixel_values - mean) / std
 
 
-class ViTGPT2Captioner(nn.Module):
+class ViTGPT2Captioner(TeacherForcedCaptioner):
     """``VisionEncoderDecoderModel`` (ViT + GPT-2 with cross-attention) with image
     preprocessing, the shared token loss, and generation from a prompt (``<bos>`` [+ style])."""
 
@@ -274,20 +273,6 @@ class ViTGPT2Captioner(nn.Module):
             use_cache=False,
         )
         return out.logits
-
-    def forward(
-        self,
-        pixel_values: torch.Tensor,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor,
-        image_index: torch.Tensor,
-        labels: torch.Tensor,
-        label_smoothing: float = 0.0,
-    ) -> torch.Tensor:
-        """Per-token cross-entropy ``S L-1`` (0 where ``labels`` is -100); see
-        :func:`vlcore.models.generation.sequence_losses`."""
-        logits = self.text_logits(pixel_values, input_ids, attention_mask, image_index)
-        return sequence_losses(logits, labels, label_smoothing)
 
     @torch.no_grad()
     def generate_tokens(

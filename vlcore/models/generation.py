@@ -32,6 +32,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
@@ -238,6 +239,36 @@ def sequence_losses(
         label_smoothing=label_smoothing,
     )
     return out
+
+
+class TeacherForcedCaptioner(nn.Module):
+    """What the captioners share: ``forward`` is the per-token cross-entropy of
+    ``text_logits``, which each captioner defines (the image read its own way)."""
+
+    def text_logits(
+        self,
+        pixel_values: torch.Tensor,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        image_index: torch.Tensor,
+    ) -> torch.Tensor:
+        """Next-token logits ``S L V`` of the texts ``input_ids`` (``S L``), text ``s`` about
+        image ``image_index[s]`` of ``pixel_values``."""
+        raise NotImplementedError
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        image_index: torch.Tensor,
+        labels: torch.Tensor,
+        label_smoothing: float = 0.0,
+    ) -> torch.Tensor:
+        """Per-token cross-entropy ``S L-1`` (0 where ``labels`` is -100); see
+        :func:`sequence_losses`."""
+        logits = self.text_logits(pixel_values, input_ids, attention_mask, image_index)
+        return sequence_losses(logits, labels, label_smoothing)
 
 
 # -- decoding -------------------------------------------------------------------------------
