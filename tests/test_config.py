@@ -97,6 +97,22 @@ def test_experiment_configs_validate(path):
     assert "default" in config["experiments"]  # merged like --configfile, not replaced
 
 
+def test_seed_experiments_train_the_defaults_recipes(base):
+    """seeds.yaml measures the default's recipes on other seeds (README, "Seeds"): a change
+    of the default's data, CLIP or captioner settings must be made there too."""
+    seeds = load_yaml(REPO / "config" / "experiments" / "seeds.yaml")["experiments"]
+    default = base["experiments"]["default"]
+    for name in ("seed1", "seed2"):
+        other = {k: v for k, v in seeds[name].items() if k not in ("seed", "description")}
+        assert other == {k: v for k, v in default.items() if k not in ("seed", "description")}
+    prefix = seeds["prefix_seed1"]["captioners"]["clip_prefix"]
+    own = default["captioners"]["clip_prefix"]
+    assert prefix["train"] == {**own["train"], "seed": 1}
+    assert {k: v for k, v in prefix.items() if k != "train"} == {
+        k: v for k, v in own.items() if k != "train"
+    }
+
+
 def test_deep_update_merges_nested():
     base = {"a": {"b": 1, "c": 2}}
     deep_update(base, {"a": {"c": 3}, "d": 4})
