@@ -12,7 +12,9 @@ image's scene (the generator's ground truth, :func:`vlcore.synthetic.truth.scene
 Chance is what a word drawn uniformly from the vocabulary would score on the same images.
 Size words before a colour word ("big red ...") and position phrases after a colour and a
 shape word ("red circle in the top left") are checked against the object of that colour.
-``--seed`` and ``--dirty-rate`` must be the experiment's (defaults: the default experiment).
+``--seed`` and ``--dirty-rate`` must be the experiment's (defaults: the default experiment);
+with ``--shards``, truth regenerated with other values (every count would sit at chance) is
+an error.
 
 ``--shards`` adds a ceiling: the captions' CIDEr (and BLEU-4) on the test split as generated
 and with every shape word that follows a colour word replaced by the true shape of the
@@ -122,6 +124,24 @@ def fix_shapes(results: list[dict], scenes: list[list[dict]]) -> list[dict]:
     return fixed
 
 
+def check_truth(results: list[dict], scenes: list[list[dict]], refs: dict[int, list[str]]) -> None:
+    """Exit with an error unless the reference captions name the regenerated scenes' colours:
+    with another experiment's ``--seed`` or ``--dirty-rate`` every count would be at chance."""
+    truth = [
+        ({"caption": caption}, scene)
+        for result, scene in zip(results, scenes, strict=True)
+        for caption in refs.get(int(result["image_id"]), [])
+    ]
+    counts = attribute_hits([t[0] for t in truth], [t[1] for t in truth])["color"]
+    if counts["named"] and counts["right"] < 0.95 * counts["named"]:
+        sys.exit(
+            f"error: only {100 * counts['right'] / counts['named']:.0f}% of the colour words of "
+            "the --shards references are in the scenes regenerated with --seed "
+            "and --dirty-rate: pass the experiment's own (its config's seed and "
+            "source.synthetic.dirty_rate)"
+        )
+
+
 def shape_ceiling(results: list[dict], scenes: list[list[dict]], shards: str) -> dict:
     """CIDEr and BLEU-4 of the captions as generated and with their shapes fixed."""
     from vlcore.pipeline.evaluate import references, score_prediction_set
@@ -151,6 +171,10 @@ def main(argv: list[str] | None = None) -> int:
         scenes = scene_truth(
             {"seed": args.seed, "dirty_rate": args.dirty_rate}, [r["image_id"] for r in results]
         )
+        if args.shards:  # before counting: wrong truth would count at chance
+            from vlcore.pipeline.evaluate import references
+
+            check_truth(results, scenes, references(args.shards, "test"))
         print(f"{path} ({len(results)} captions)")
         hits = {**attribute_hits(results, scenes), **bound_hits(results, scenes)}
         for attribute, c in hits.items():

@@ -87,3 +87,16 @@ def test_shape_ceiling_scores_the_fixed_captions_higher(bench, monkeypatch):
     scores = bench.shape_ceiling(results, scenes, "unused")
     assert scores["shapes fixed"]["CIDEr"] > scores["as generated"]["CIDEr"]
     assert scores["shapes fixed"]["BLEU-4"] > scores["as generated"]["BLEU-4"]
+
+
+def test_truth_of_another_seed_is_refused(bench):
+    ids = list(range(1, 21))
+    scenes = scene_truth({"seed": 0, "dirty_rate": 0.0}, ids)
+    results = [{"image_id": i, "caption": "a shape"} for i in ids]
+    refs = {
+        i: [f"a {o['color']} {o['shape']}" for o in s] for i, s in zip(ids, scenes, strict=True)
+    }
+    bench.check_truth(results, scenes, refs)  # the references' own scenes: no error
+    other = scene_truth({"seed": 1, "dirty_rate": 0.0}, ids)
+    with pytest.raises(SystemExit, match="pass the experiment's own"):
+        bench.check_truth(results, other, refs)
