@@ -38,7 +38,7 @@ from vlcore.synthetic.lexicon import (
     SIZE_SYNONYMS_EN,
     plural_en,
 )
-from vlcore.synthetic.truth import scene_truth
+from vlcore.synthetic.truth import check_truth_matches, scene_truth
 
 SHAPE_OF_WORD = {
     form: shape
@@ -124,24 +124,6 @@ def fix_shapes(results: list[dict], scenes: list[list[dict]]) -> list[dict]:
     return fixed
 
 
-def check_truth(results: list[dict], scenes: list[list[dict]], refs: dict[int, list[str]]) -> None:
-    """Exit with an error unless the reference captions name the regenerated scenes' colours:
-    with another experiment's ``--seed`` or ``--dirty-rate`` every count would be at chance."""
-    truth = [
-        ({"caption": caption}, scene)
-        for result, scene in zip(results, scenes, strict=True)
-        for caption in refs.get(int(result["image_id"]), [])
-    ]
-    counts = attribute_hits([t[0] for t in truth], [t[1] for t in truth])["color"]
-    if counts["named"] and counts["right"] < 0.95 * counts["named"]:
-        sys.exit(
-            f"error: only {100 * counts['right'] / counts['named']:.0f}% of the colour words of "
-            "the --shards references are in the scenes regenerated with --seed "
-            "and --dirty-rate: pass the experiment's own (its config's seed and "
-            "source.synthetic.dirty_rate)"
-        )
-
-
 def shape_ceiling(results: list[dict], scenes: list[list[dict]], shards: str) -> dict:
     """CIDEr and BLEU-4 of the captions as generated and with their shapes fixed."""
     from vlcore.pipeline.evaluate import references, score_prediction_set
@@ -174,7 +156,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.shards:  # before counting: wrong truth would count at chance
             from vlcore.pipeline.evaluate import references
 
-            check_truth(results, scenes, references(args.shards, "test"))
+            refs = references(args.shards, "test")
+            try:
+                check_truth_matches(scenes, [refs.get(int(r["image_id"]), []) for r in results])
+            except ValueError as exc:
+                sys.exit(f"error: {exc}")
         print(f"{path} ({len(results)} captions)")
         hits = {**attribute_hits(results, scenes), **bound_hits(results, scenes)}
         for attribute, c in hits.items():

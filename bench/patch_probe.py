@@ -7,8 +7,8 @@
 A diagnostic for issue 3 on the synthetic shapes world, where every object sits in its own
 cell of a 3x3 grid. Each image's scene is regenerated from its id and the experiment seed
 (:func:`vlcore.synthetic.truth.scene_truth`; ``--seed`` and ``--dirty-rate`` must be the
-experiment's, defaults: the default experiment's), so every cell has a label per attribute: the
-object's shape, colour and size, or "empty". An encoder's patch tokens, frozen, are averaged
+experiment's, defaults: the default experiment's; other values are an error), so every cell
+has a label per attribute: the object's shape, colour and size, or "empty". An encoder's patch tokens, frozen, are averaged
 over each cell (``adaptive_avg_pool2d`` to 3x3), standardised, and one linear classifier per
 attribute, shared by the nine cells, is fitted on the ``train`` split; the table gives its
 accuracy on the cells of ``--split`` that hold an object (chance: shape 1/6, colour 1/8, size
@@ -54,7 +54,7 @@ from vlcore.pipeline.captioner import (
     load_captioner,
 )
 from vlcore.synthetic.lexicon import COLORS, SHAPES, SIZES
-from vlcore.synthetic.truth import scene_truth
+from vlcore.synthetic.truth import check_truth_matches, scene_truth
 from vlcore.train.checkpoint import load_weights
 
 GRID = 3  # the shapes world's grid: objects are placed in distinct cells of 3x3
@@ -75,6 +75,7 @@ def load_split(
         raise ValueError(f"{shards}: the {split!r} split is empty")
     images = torch.stack([row["image"] for row in rows])
     truth = scene_truth({"seed": seed, "dirty_rate": dirty_rate}, [r["image_id"] for r in rows])
+    check_truth_matches(truth, [r.get("captions") or [] for r in rows])
     labels = {name: torch.zeros(len(rows), GRID * GRID, dtype=torch.long) for name in ATTRIBUTES}
     for i, objects in enumerate(truth):
         for obj in objects:
@@ -254,8 +255,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stem-steps", type=int, default=600, help="0 skips the supervised row")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    train_images, train_labels = load_split(args.shards, "train", args.seed, args.dirty_rate)
-    eval_images, eval_labels = load_split(args.shards, args.split, args.seed, args.dirty_rate)
+    try:
+        train_images, train_labels = load_split(args.shards, "train", args.seed, args.dirty_rate)
+        eval_images, eval_labels = load_split(args.shards, args.split, args.seed, args.dirty_rate)
+    except ValueError as exc:
+        sys.exit(f"error: {exc}")
     data = {"train_images": train_images, "train_labels": train_labels,
             "eval_images": eval_images, "eval_labels": eval_labels}  # fmt: skip
     rows: list[tuple[str, dict[str, float], float]] = []

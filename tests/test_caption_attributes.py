@@ -89,14 +89,20 @@ def test_shape_ceiling_scores_the_fixed_captions_higher(bench, monkeypatch):
     assert scores["shapes fixed"]["BLEU-4"] > scores["as generated"]["BLEU-4"]
 
 
-def test_truth_of_another_seed_is_refused(bench):
+def test_truth_of_another_seed_is_an_error(bench, tmp_path, monkeypatch, capsys):
+    from vlcore.pipeline import evaluate
+
     ids = list(range(1, 21))
     scenes = scene_truth({"seed": 0, "dirty_rate": 0.0}, ids)
-    results = [{"image_id": i, "caption": "a shape"} for i in ids]
     refs = {
         i: [f"a {o['color']} {o['shape']}" for o in s] for i, s in zip(ids, scenes, strict=True)
     }
-    bench.check_truth(results, scenes, refs)  # the references' own scenes: no error
-    other = scene_truth({"seed": 1, "dirty_rate": 0.0}, ids)
-    with pytest.raises(SystemExit, match="pass the experiment's own"):
-        bench.check_truth(results, other, refs)
+    monkeypatch.setattr(evaluate, "references", lambda shards, split: refs)
+    path = tmp_path / "captions.json"
+    path.write_text(json.dumps([{"image_id": i, "caption": "a shape"} for i in ids]))
+    common = [str(path), "--dirty-rate", "0", "--shards", "unused"]
+    with pytest.raises(SystemExit, match="pass its config's seed"):
+        bench.main([*common, "--seed", "1"])
+    monkeypatch.setattr(bench, "shape_ceiling", lambda *args: {})
+    assert bench.main([*common, "--seed", "0"]) == 0
+    assert "shape    words right     0 /     0" in capsys.readouterr().out

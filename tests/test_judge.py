@@ -23,6 +23,7 @@ from vlcore.models.judge import (
 )
 from vlcore.pipeline.judge import collate_judge, evaluate_judge, parse_settings, train_judge
 from vlcore.synthetic.generate import generate
+from vlcore.synthetic.truth import check_truth_matches
 
 RED_CIRCLE = {"shape": "circle", "color": "red", "size": "large"}
 BLUE_STAR = {"shape": "star", "color": "blue", "size": "small"}
@@ -141,3 +142,13 @@ def test_train_judge_learns_above_chance(tmp_path):
     assert train_eval["attribute_accuracy"] > 0.2
     assert 0 <= scores["test"]["attribute_accuracy"] <= 1
     assert len(predict_objects(judge, torch.stack([r["image"] for r in rows[:4]]))) == 4
+
+
+def test_truth_of_another_seed_does_not_match_the_captions():
+    ids = list(range(20))
+    scenes = scene_truth(0, ids)
+    captions = [[f"a {o['color']} {o['shape']}" for o in scene] for scene in scenes]
+    check_truth_matches(scenes, captions)  # the captions' own scenes
+    check_truth_matches(scene_truth(1, ids), [["一个红色的圆"]] * len(ids))  # no English colour
+    with pytest.raises(ValueError, match="not the experiment's"):
+        check_truth_matches(scene_truth(1, ids), captions)

@@ -103,3 +103,8 @@ def test_command_line_prints_the_reference_rows_and_each_folder(bench, data, cap
         values = [float(v.rstrip("%")) for v in line.split()[-3:]]
         assert all(0.0 <= v <= 100.0 for v in values)
     assert lines[-1].startswith("(") and "chance: shape 16.7%" in lines[-1]
+
+
+def test_truth_of_another_seed_is_an_error(bench, data):  # noqa: F811
+    with pytest.raises(ValueError, match="not the experiment's"):
+        bench.load_split(str(data["shards"]), "train", 1)

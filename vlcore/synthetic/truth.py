@@ -13,10 +13,12 @@ A ``duplicate_image`` sample shows the scene of the earlier sample it copies; wi
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from vlcore.synthetic import dirty
+from vlcore.synthetic.lexicon import COLORS
 from vlcore.synthetic.scene import sample_scene
 from vlcore.synthetic.streams import check_seed_index, scene_rng
 
@@ -70,3 +72,29 @@ def scene_truth(
         scene = sample_scene(scene_rng(seed, scene_index(seed, int(image_id), rate)))
         out.append([{**o.as_dict(), "cell": list(o.cell)} for o in scene.objects])
     return out
+
+
+def check_truth_matches(
+    scenes: Sequence[Sequence[Mapping[str, Any]]],
+    captions: Sequence[Sequence[str]],
+    *,
+    minimum: float = 0.95,
+) -> None:
+    """Raise ``ValueError`` unless the images' own (English) captions name the colours of
+    the regenerated ``scenes``: truth regenerated with another experiment's seed or
+    ``dirty_rate`` would make every count that reads it sit at chance. ``captions[i]`` are
+    image ``i``'s references; captions without English colour words are not checked."""
+    named = right = 0
+    for scene, texts in zip(scenes, captions, strict=True):
+        present = {o["color"] for o in scene}
+        for text in texts:
+            for word in re.findall(r"[a-z]+", text.lower()):
+                if word in COLORS:
+                    named += 1
+                    right += word in present
+    if named and right < minimum * named:
+        raise ValueError(
+            f"only {100 * right / named:.0f}% of the colour words of the captions are in the "
+            "regenerated scenes: the seed or dirty_rate is not the experiment's that made "
+            "these images (pass its config's seed and source.synthetic.dirty_rate)"
+        )
