@@ -23,7 +23,8 @@ epochs). Every ``--every`` steps it prints, on the ``val`` captions:
 
 ``shape_word_weight`` (a bench-only key) multiplies the loss of shape-word tokens: it uses
 the generator's lexicon, so it is a probe of where the learning signal goes, not a training
-method. ``seed`` (a training key) changes both the initial weights and the batches drawn;
+method. ``encoder_lr_scale`` (bench-only, vit_gpt2) multiplies the learning rate of the
+image encoder, its stem included. ``seed`` (a training key) changes both the initial weights and the batches drawn;
 shape emergence varies from seed to seed, so compare variants across a few seeds before
 reading much into a few points. The variants run side by side, ``--jobs`` at a time, one
 thread each; the table at the end gives each variant's accuracy beside the first one's.
@@ -56,7 +57,7 @@ from vlcore.pipeline.captioner import (
 from vlcore.synthetic.lexicon import COLORS, SHAPE_SYNONYMS_EN, SHAPES, SIZE_SYNONYMS_EN
 from vlcore.text import load_tokenizer
 
-BENCH_KEYS = ("shape_word_weight",)
+BENCH_KEYS = ("shape_word_weight", "encoder_lr_scale")
 
 
 # The attribute words read at every evaluation: canonical value -> its words (synonyms).
@@ -108,6 +109,7 @@ def run_variant(args: dict) -> dict:
     exp = Path(args["experiment"])
     settings = dict(args["settings"])
     shape_weight = float(settings.pop("shape_word_weight", 1.0))
+    encoder_scale = float(settings.pop("encoder_lr_scale", 1.0))
     name = args["captioner"]
     own, config, _ = parse_settings(name, settings)
     tokenizer = load_tokenizer(exp / "tokenizer")
@@ -169,8 +171,13 @@ def run_variant(args: dict) -> dict:
             weights = torch.where(torch.isin(targets, shape_tokens), shape_weight, 1.0)
         return captioner_loss(model, batch, own.vqa_weight, own.label_smoothing, weights)
 
+    encoder = [p for n, p in model.named_parameters() if n.startswith("model.encoder.")]
+    rest = [p for n, p in model.named_parameters() if not n.startswith("model.encoder.")]
+    if encoder_scale != 1.0 and not encoder:
+        raise ValueError(f"encoder_lr_scale: {name} has no model.encoder (vit_gpt2 has)")
+    groups = [{"params": encoder, "scale": encoder_scale}, {"params": rest, "scale": 1.0}]
     opt = torch.optim.AdamW(
-        model.parameters(),
+        [group for group in groups if group["params"]],
         lr=config.lr,
         betas=tuple(config.betas),
         weight_decay=config.weight_decay,
@@ -189,7 +196,8 @@ def run_variant(args: dict) -> dict:
         )
         warm = min(1.0, step / max(config.warmup_steps, 1))
         for group in opt.param_groups:
-            group["lr"] = config.lr * warm * 0.5 * (1 + math.cos(math.pi * step / steps))
+            cosine = 0.5 * (1 + math.cos(math.pi * step / steps))
+            group["lr"] = group["scale"] * config.lr * warm * cosine
         loss = loss_of(batch)
         loss.backward()
         if config.grad_clip:
