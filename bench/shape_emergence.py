@@ -24,7 +24,9 @@ epochs). Every ``--every`` steps it prints, on the ``val`` captions:
 ``shape_word_weight`` (a bench-only key) multiplies the loss of shape-word tokens: it uses
 the generator's lexicon, so it is a probe of where the learning signal goes, not a training
 method. ``encoder_lr_scale`` (bench-only, vit_gpt2) multiplies the learning rate of the
-image encoder, its stem included. ``seed`` (a training key) changes both the initial weights and the batches drawn;
+image encoder, its stem included. ``focal_gamma`` (bench-only) weights each caption token's
+loss by ``(1 - p)^gamma`` of its target (focal loss): hard tokens count more, whatever
+words they are. ``seed`` (a training key) changes both the initial weights and the batches drawn;
 shape emergence varies from seed to seed, so compare variants across a few seeds before
 reading much into a few points. The variants run side by side, ``--jobs`` at a time, one
 thread each; the table at the end gives each variant's accuracy beside the first one's.
@@ -57,7 +59,7 @@ from vlcore.pipeline.captioner import (
 from vlcore.synthetic.lexicon import COLORS, SHAPE_SYNONYMS_EN, SHAPES, SIZE_SYNONYMS_EN
 from vlcore.text import load_tokenizer
 
-BENCH_KEYS = ("shape_word_weight", "encoder_lr_scale")
+BENCH_KEYS = ("shape_word_weight", "encoder_lr_scale", "focal_gamma")
 
 
 # The attribute words read at every evaluation: canonical value -> its words (synonyms).
@@ -110,6 +112,7 @@ def run_variant(args: dict) -> dict:
     settings = dict(args["settings"])
     shape_weight = float(settings.pop("shape_word_weight", 1.0))
     encoder_scale = float(settings.pop("encoder_lr_scale", 1.0))
+    focal_gamma = float(settings.pop("focal_gamma", 0.0))
     name = args["captioner"]
     own, config, _ = parse_settings(name, settings)
     tokenizer = load_tokenizer(exp / "tokenizer")
@@ -169,15 +172,17 @@ def run_variant(args: dict) -> dict:
         if shape_weight != 1.0:
             targets = batch["labels"][:, 1:]
             weights = torch.where(torch.isin(targets, shape_tokens), shape_weight, 1.0)
+        if focal_gamma:
+            return focal_loss(model, batch, focal_gamma)
         return captioner_loss(model, batch, own.vqa_weight, own.label_smoothing, weights)
 
     encoder = [p for n, p in model.named_parameters() if n.startswith("model.encoder.")]
     rest = [p for n, p in model.named_parameters() if not n.startswith("model.encoder.")]
     if encoder_scale != 1.0 and not encoder:
         raise ValueError(f"encoder_lr_scale: {name} has no model.encoder (vit_gpt2 has)")
-    groups = [{"params": encoder, "scale": encoder_scale}, {"params": rest, "scale": 1.0}]
+    param_groups = [{"params": encoder, "scale": encoder_scale}, {"params": rest, "scale": 1.0}]
     opt = torch.optim.AdamW(
-        [group for group in groups if group["params"]],
+        [group for group in param_groups if group["params"]],
         lr=config.lr,
         betas=tuple(config.betas),
         weight_decay=config.weight_decay,
@@ -222,6 +227,23 @@ def run_variant(args: dict) -> dict:
                 flush=True,
             )
     return {"label": args["label"], "curve": curve, "seconds": time.perf_counter() - start}
+
+
+def focal_loss(model: torch.nn.Module, batch: dict, gamma: float) -> torch.Tensor:
+    """The tokens' weighted mean loss, each token weighted by ``(1 - p)^gamma`` of its target
+    (focal loss, Lin et al. 2017; the weights carry no gradient): the tokens the model gets
+    wrong count more, whatever words they are. Captions only (no VQA questions here)."""
+    losses = model(
+        batch["pixel_values"],
+        batch["input_ids"],
+        batch["attention_mask"],
+        batch["image_index"],
+        batch["labels"],
+        0.0,
+    )
+    counted = (batch["labels"][:, 1:] != IGNORE).float()
+    weights = (1 - torch.exp(-losses.detach())).pow(gamma) * counted
+    return (losses * weights).sum() / weights.sum().clamp_min(1e-8)
 
 
 def parse_variant(text: str) -> tuple[str, dict]:

@@ -1,11 +1,13 @@
 """bench/shape_emergence.py: the teacher-forced shape-word accuracy it reports."""
 
 import argparse
+import math
 
 import pytest
 import torch
 
 from tests.conftest import load_bench
+from tests.test_captioner import data  # noqa: F401 (that module's fixture)
 from vlcore.synthetic.lexicon import SHAPE_SYNONYMS_EN, SHAPES
 
 WORDS = [w for s in SHAPES for w in SHAPE_SYNONYMS_EN[s]]
@@ -80,3 +82,24 @@ def test_colour_and_size_classes_use_the_same_accuracy(bench):
     logits[1, 1, ids[" blue"]] = 1.0
     assert bench.class_accuracy(logits, labels, sizes) == (1, 1)
     assert bench.class_accuracy(logits, labels, colours) == (0, 1)
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [{}, {"encoder_lr_scale": 3.0}, {"focal_gamma": 2.0}, {"shape_word_weight": 5.0}],
+    ids=["plain", "encoder_lr_scale", "focal_gamma", "shape_word_weight"],
+)
+def test_a_variant_trains_and_reports_its_curve(bench, data, extra):  # noqa: F811
+    result = bench.run_variant(
+        {
+            "experiment": str(data["root"]),
+            "captioner": "vit_gpt2",
+            "label": "x",
+            "settings": {"batch_size": 4, **extra},
+            "steps": 2,
+            "every": 1,
+        }  # fmt: skip
+    )
+    assert [point["step"] for point in result["curve"]] == [1, 2]
+    for point in result["curve"]:
+        assert 0 <= point["shape_accuracy"] <= 1 and math.isfinite(point["val_loss"])
