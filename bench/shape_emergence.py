@@ -55,6 +55,7 @@ from vlcore.pipeline.captioner import (
     load_preset,
     parse_settings,
     styles_in_split,
+    token_losses,
 )
 from vlcore.synthetic.lexicon import COLORS, SHAPE_SYNONYMS_EN, SHAPES, SIZE_SYNONYMS_EN
 from vlcore.text import load_tokenizer
@@ -233,14 +234,7 @@ def focal_loss(model: torch.nn.Module, batch: dict, gamma: float) -> torch.Tenso
     """The tokens' weighted mean loss, each token weighted by ``(1 - p)^gamma`` of its target
     (focal loss, Lin et al. 2017; the weights carry no gradient): the tokens the model gets
     wrong count more, whatever words they are. Captions only (no VQA questions here)."""
-    losses = model(
-        batch["pixel_values"],
-        batch["input_ids"],
-        batch["attention_mask"],
-        batch["image_index"],
-        batch["labels"],
-        0.0,
-    )
+    losses = token_losses(model, batch, 0.0)
     counted = (batch["labels"][:, 1:] != IGNORE).float()
     weights = (1 - torch.exp(-losses.detach())).pow(gamma) * counted
     return (losses * weights).sum() / weights.sum().clamp_min(1e-8)

@@ -316,6 +316,21 @@ def collate_texts(
     }
 
 
+def token_losses(
+    model: torch.nn.Module, batch: dict[str, torch.Tensor], smoothing: float
+) -> torch.Tensor:
+    """The per-token cross-entropy ``S L-1`` of a :func:`collate_texts` batch (0 where
+    ``labels[:, 1:]`` is ignored)."""
+    return model(
+        batch["pixel_values"],
+        batch["input_ids"],
+        batch["attention_mask"],
+        batch["image_index"],
+        batch["labels"],
+        smoothing,
+    )
+
+
 def captioner_loss(
     model: torch.nn.Module,
     batch: dict[str, torch.Tensor],
@@ -327,14 +342,7 @@ def captioner_loss(
     (``S L-1``, aligned with ``labels[:, 1:]``) turns both means into weighted means."""
     if batch["input_ids"].numel() == 0:  # no row of the batch had any text
         return sum(p.sum() for p in model.parameters() if p.requires_grad) * 0.0
-    losses = model(
-        batch["pixel_values"],
-        batch["input_ids"],
-        batch["attention_mask"],
-        batch["image_index"],
-        batch["labels"],
-        smoothing,
-    )
+    losses = token_losses(model, batch, smoothing)
     counted = batch["labels"][:, 1:] != IGNORE
     if token_weights is not None:
         losses = losses * token_weights
