@@ -124,11 +124,13 @@ def fix_shapes(results: list[dict], scenes: list[list[dict]]) -> list[dict]:
     return fixed
 
 
-def shape_ceiling(results: list[dict], scenes: list[list[dict]], shards: str) -> dict:
-    """CIDEr and BLEU-4 of the captions as generated and with their shapes fixed."""
-    from vlcore.pipeline.evaluate import references, score_prediction_set
+def shape_ceiling(
+    results: list[dict], scenes: list[list[dict]], refs: dict[int, list[str]]
+) -> dict:
+    """CIDEr and BLEU-4 of the captions as generated and with their shapes fixed, against
+    the test split's references ``refs``."""
+    from vlcore.pipeline.evaluate import score_prediction_set
 
-    refs = references(shards, "test")
     settings = {"segmenter": "jieba", "metrics": ["BLEU", "CIDEr"]}
     out = {}
     for name, rows in (("as generated", results), ("shapes fixed", fix_shapes(results, scenes))):
@@ -147,16 +149,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--shards", help="the experiment's shards: also print the shape ceiling")
     args = parser.parse_args(argv)
+    refs = None
+    if args.shards:
+        from vlcore.pipeline.evaluate import references
+
+        refs = references(args.shards, "test")
     for path in args.results:
         with open(path, encoding="utf-8") as f:
             results = json.load(f)
         scenes = scene_truth(
             {"seed": args.seed, "dirty_rate": args.dirty_rate}, [r["image_id"] for r in results]
         )
-        if args.shards:  # before counting: wrong truth would count at chance
-            from vlcore.pipeline.evaluate import references
-
-            refs = references(args.shards, "test")
+        if refs is not None:  # before counting: wrong truth would count at chance
             try:
                 check_truth_matches(scenes, [refs.get(int(r["image_id"]), []) for r in results])
             except ValueError as exc:
@@ -169,8 +173,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"  {attribute:8s} words right {c['right']:5d} / {c['named']:5d} = "
                 f"{100 * c['right'] / n:5.1f}%   (chance {100 * c['chance'] / n:5.1f}%)"
             )
-        if args.shards:
-            for name, row in shape_ceiling(results, scenes, args.shards).items():
+        if refs is not None:
+            for name, row in shape_ceiling(results, scenes, refs).items():
                 print(f"  {name:13s} " + "  ".join(f"{k} {v:.3f}" for k, v in row.items()))
     return 0
 

@@ -8,12 +8,13 @@ A diagnostic for issue 3 on the synthetic shapes world, where every object sits 
 cell of a 3x3 grid. Each image's scene is regenerated from its id and the experiment seed
 (:func:`vlcore.synthetic.truth.scene_truth`; ``--seed`` and ``--dirty-rate`` must be the
 experiment's, defaults: the default experiment's; other values are an error), so every cell
-has a label per attribute: the object's shape, colour and size, or "empty". An encoder's patch tokens, frozen, are averaged
-over each cell (``adaptive_avg_pool2d`` to 3x3), standardised, and one linear classifier per
-attribute, shared by the nine cells, is fitted on the ``train`` split; the table gives its
-accuracy on the cells of ``--split`` that hold an object (chance: shape 1/6, colour 1/8, size
-1/2). A token grid that says "a star here" passes shape; one that only knows "something
-pink is somewhere" does not, and no decoder reading it can name the star.
+has a label per attribute: the object's shape, colour and size, or "empty". An encoder's
+patch tokens, frozen, are averaged over each cell (``adaptive_avg_pool2d`` to 3x3),
+standardised, and one linear classifier per attribute, shared by the nine cells, is fitted
+on the ``train`` split; the table gives its accuracy on the cells of ``--split`` that hold
+an object (chance: shape 1/6, colour 1/8, size 1/2). A token grid that says "a star here"
+passes shape; one that only knows "something pink is somewhere" does not, and no decoder
+reading it can name the star.
 
 Two reference rows come first, with the same probe:
 

@@ -26,9 +26,9 @@ the generator's lexicon, so it is a probe of where the learning signal goes, not
 method. ``encoder_lr_scale`` (bench-only, vit_gpt2) multiplies the learning rate of the
 image encoder, its stem included. ``focal_gamma`` (bench-only) weights each caption token's
 loss by ``(1 - p)^gamma`` of its target (focal loss): hard tokens count more, whatever
-words they are. ``seed`` (a training key) changes both the initial weights and the batches drawn;
-shape emergence varies from seed to seed, so compare variants across a few seeds before
-reading much into a few points. The variants run side by side, ``--jobs`` at a time, one
+words they are (not with ``shape_word_weight``). ``seed`` (a training key) changes both the
+initial weights and the batches drawn; shape emergence varies from seed to seed, so compare
+variants across a few seeds before reading much into a few points. The variants run side by side, ``--jobs`` at a time, one
 thread each; the table at the end gives each variant's accuracy beside the first one's.
 """
 
@@ -114,6 +114,8 @@ def run_variant(args: dict) -> dict:
     shape_weight = float(settings.pop("shape_word_weight", 1.0))
     encoder_scale = float(settings.pop("encoder_lr_scale", 1.0))
     focal_gamma = float(settings.pop("focal_gamma", 0.0))
+    if focal_gamma and shape_weight != 1.0:
+        raise ValueError("focal_gamma and shape_word_weight weight the tokens two ways: pick one")
     name = args["captioner"]
     own, config, _ = parse_settings(name, settings)
     tokenizer = load_tokenizer(exp / "tokenizer")
