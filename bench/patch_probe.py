@@ -22,7 +22,8 @@ Two reference rows come first, with the same probe:
   with its BatchNorm statistics from training images: what pixels give a linear probe;
 * ``supervised stem``: the same stem trained from scratch on the cell labels themselves
   (``--stem-steps`` steps of 32 images, AdamW 1e-3): how quickly shapes can be learned when
-  the supervision says where each object is.
+  the supervision says where each object is; ``--stem-depths 1 2`` adds a row for a stem with
+  two convolutions per stage (``conv_stem_depth: 2``), and so on.
 
 Encoders: a ``train_clip`` folder (the open_clip ViT tower's patch tokens), a
 ``train_captioner`` folder (vit_gpt2: the ViT encoder's states; clip_prefix: its CLIP tower's
@@ -203,9 +204,9 @@ def probe_encoder(encoder: Encoder, data: dict) -> dict[str, float]:
     return accuracy(heads, test, data["eval_labels"])
 
 
-def _stem(seed: int) -> ConvStem:
+def _stem(seed: int, depth: int = 1) -> ConvStem:
     torch.manual_seed(seed)  # the stem of the tiny presets: 64 px -> an 8x8 grid of 128
-    return ConvStem(3, 128, 8, [32, 64], downsample="stride", norm="batch")
+    return ConvStem(3, 128, 8, [32, 64], downsample="stride", norm="batch", depth=depth)
 
 
 def _pixels(images: torch.Tensor) -> torch.Tensor:
@@ -221,9 +222,12 @@ def random_stem(data: dict, seed: int) -> Encoder:
     return lambda images: stem(_pixels(images))
 
 
-def supervised_stem(data: dict, seed: int, steps: int, batch_size: int = 32) -> dict[str, float]:
-    """The stem and the probe's heads trained together on the cell labels, from scratch."""
-    stem, heads = _stem(seed), _heads(128)
+def supervised_stem(
+    data: dict, seed: int, steps: int, batch_size: int = 32, depth: int = 1
+) -> dict[str, float]:
+    """The stem (``depth`` convolutions per stage, ``conv_stem_depth``) and the probe's heads
+    trained together on the cell labels, from scratch."""
+    stem, heads = _stem(seed, depth), _heads(128)
     params = [*stem.parameters(), *heads.parameters()]
     optimizer = torch.optim.AdamW(params, lr=1e-3)
     generator = torch.Generator().manual_seed(seed)
@@ -254,7 +258,16 @@ def main(argv: list[str] | None = None) -> int:
         help="the experiment's source.synthetic.dirty_rate",
     )
     parser.add_argument("--stem-steps", type=int, default=600, help="0 skips the supervised row")
+    parser.add_argument(
+        "--stem-depths",
+        type=int,
+        nargs="+",
+        default=[1],
+        help="a supervised row per stem depth (convolutions per stage; the presets' is 1)",
+    )
     args = parser.parse_args(argv)
+    if min(args.stem_depths) < 1:
+        parser.error(f"--stem-depths must be at least 1, got {args.stem_depths}")
     torch.set_num_threads(1)
     try:
         train_images, train_labels = load_split(args.shards, "train", args.seed, args.dirty_rate)
@@ -271,9 +284,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  probed {name} in {rows[-1][2]:.0f} s", file=sys.stderr, flush=True)
 
     timed("random stem", lambda: probe_encoder(random_stem(data, args.seed), data))
-    if args.stem_steps:
-        timed(f"supervised stem, {args.stem_steps} steps",
-              lambda: supervised_stem(data, args.seed, args.stem_steps))  # fmt: skip
+    for depth in args.stem_depths if args.stem_steps else []:
+        suffix = f", depth {depth}" if depth > 1 else ""
+        timed(f"supervised stem, {args.stem_steps} steps{suffix}",
+              lambda depth=depth: supervised_stem(data, args.seed, args.stem_steps, depth=depth))  # fmt: skip
     for folder in args.folders:
         timed(folder, lambda folder=folder: probe_encoder(load_encoder(folder), data))
     width = max(len(name) for name, _, _ in rows)

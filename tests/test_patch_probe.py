@@ -94,15 +94,24 @@ def test_a_folder_of_neither_kind_is_named(bench, tmp_path):
 
 def test_command_line_prints_the_reference_rows_and_each_folder(bench, data, capsys):  # noqa: F811
     argv = [str(data["clip"]), "--shards", str(data["shards"]), "--stem-steps", "3"]
-    assert bench.main(argv) == 0
+    assert bench.main([*argv, "--stem-depths", "1", "2"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split()[-3:] == ["shape", "colour", "size"]
-    assert lines[1].startswith("random stem") and lines[2].startswith("supervised stem, 3 steps")
-    assert lines[3].startswith(str(data["clip"]))
-    for line in lines[1:4]:
+    assert lines[1].startswith("random stem")
+    assert lines[2].startswith("supervised stem, 3 steps  ")
+    assert lines[3].startswith("supervised stem, 3 steps, depth 2")
+    assert lines[4].startswith(str(data["clip"]))
+    for line in lines[1:5]:
         values = [float(v.rstrip("%")) for v in line.split()[-3:]]
         assert all(0.0 <= v <= 100.0 for v in values)
     assert lines[-1].startswith("(") and "chance: shape 16.7%" in lines[-1]
+
+
+def test_a_stem_depth_below_one_is_refused_before_any_training(bench, data, capsys):  # noqa: F811
+    argv = ["--shards", str(data["shards"]), "--stem-depths", "1", "0"]
+    with pytest.raises(SystemExit):
+        bench.main(argv)
+    assert "--stem-depths must be at least 1" in capsys.readouterr().err
 
 
 def test_truth_of_another_seed_is_an_error(bench, data):  # noqa: F811
