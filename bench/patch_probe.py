@@ -286,8 +286,10 @@ def main(argv: list[str] | None = None) -> int:
     timed("random stem", lambda: probe_encoder(random_stem(data, args.seed), data))
     for depth in args.stem_depths if args.stem_steps else []:
         suffix = f", depth {depth}" if depth > 1 else ""
-        timed(f"supervised stem, {args.stem_steps} steps{suffix}",
-              lambda depth=depth: supervised_stem(data, args.seed, args.stem_steps, depth=depth))  # fmt: skip
+        timed(
+            f"supervised stem, {args.stem_steps} steps{suffix}",
+            lambda depth=depth: supervised_stem(data, args.seed, args.stem_steps, depth=depth),
+        )
     for folder in args.folders:
         timed(folder, lambda folder=folder: probe_encoder(load_encoder(folder), data))
     width = max(len(name) for name, _, _ in rows)
