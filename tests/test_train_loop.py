@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 from pathlib import Path
 
@@ -162,3 +163,27 @@ def test_two_process_ddp_matches_single_process(tmp_path: Path):
     b = load_file(tmp_path / "ddp" / "model.safetensors")
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.skipif(not shutil.which("c++"), reason="torch.compile on the CPU needs a C++ compiler")
+def test_compiled_training_matches_eager(tmp_path: Path):
+    """``compile: true`` trains the same weights (no dropout: inductor draws its own random
+    numbers), records the switch, and saves the model's own parameter names."""
+
+    def model_without_dropout():
+        torch.manual_seed(0)
+        return torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1))
+
+    fit(model_without_dropout(), mse, epoch_batches, None, config(max_steps=8), tmp_path / "a")
+    compiled = config(max_steps=8, compile=True)
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    fit(model_without_dropout(), mse, epoch_batches, None, compiled, tmp_path / "b")
+    a = load_file(tmp_path / "a" / "model.safetensors")
+    b = load_file(tmp_path / "b" / "model.safetensors")
+    assert a.keys() == b.keys() == {"0.weight", "0.bias", "2.weight", "2.bias"}
+    for key in a:
+        assert not torch.equal(a[key], model_without_dropout().state_dict()[key]), key
+        torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5)
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] >= 1  # it did compile
+    assert read_json(tmp_path / "b" / "train_config.json")["train"]["compile"] is True

@@ -67,6 +67,7 @@ class TrainConfig:
     seed: int = 0  # model init, dropout and data order
     device: str = "auto"  # auto | cpu | cuda
     precision: str = "auto"  # auto (bf16 on CUDA, else fp32) | fp32 | bf16
+    compile: bool = False  # torch.compile the training forward (dynamic shapes); see docs/time.md
 
 
 Settings = TypeVar("Settings")
@@ -215,6 +216,9 @@ def fit(
         if ddp
         else model
     )
+    # compiled after the DDP wrap (its optimizer splits graphs at gradient buckets); the
+    # weights stay the model's own, so checkpoints and saved weights do not change
+    step_model = torch.compile(wrapped, dynamic=True) if config.compile else wrapped
     batches = _Batches(train_batches, state["epoch"], state["position"])
     history = state["history"]
     bar = tqdm(
@@ -234,7 +238,7 @@ def fit(
             sync = not ddp or micro == config.grad_accum - 1
             with contextlib.nullcontext() if sync else wrapped.no_sync():
                 with runtime.autocast():
-                    loss = loss_fn(wrapped, batch) / config.grad_accum
+                    loss = loss_fn(step_model, batch) / config.grad_accum
                 loss.backward()
             loss_sum += loss.item()
         if not math.isfinite(loss_sum):
