@@ -1,0 +1,120 @@
+"""Does ``torch.compile`` make a training step faster? Eager against compiled, side by side.
+
+    .venv/bin/python bench/compile_step.py results/default --captioner vit_gpt2 --steps 30 130
+
+Trains the experiment's captioner with its settings from the config (as ``train_captioner``
+gets them; self-critical steps left out) for each ``--steps`` count, eager and with
+``compile: true`` (a training-loop key, ``vlcore/train/loop.py``). Every run is a process of
+its own with one thread (the main job's setting), one after the other, so the times are
+comparable within one call. The time per step is the slope between the two counts; the
+intercept is what a run pays once (start-up, and the compiling). The compiled runs share a
+fresh compiler cache (``TORCHINDUCTOR_CACHE_DIR``): the first of them compiles from nothing,
+as on a fresh clone, and is not in the slope; the other two find its kernels.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def captioner_settings(config_files: list[str], experiment: str, captioner: str) -> dict:
+    """The captioner's section of ``experiment``, flattened as the rules flatten it."""
+    from vlcore.config import experiment_config, load_config
+
+    exp = experiment_config(load_config(*config_files), experiment)
+    section = exp["captioners"][captioner]
+    train = {k: v for k, v in section["train"].items() if k != "processes"}
+    if train["seed"] is None:
+        train["seed"] = exp["seed"]
+    return {**{k: v for k, v in section.items() if k != "train"}, **train}
+
+
+def one_run(args: argparse.Namespace) -> None:
+    """Train once (the child process) and print its seconds as JSON."""
+    import torch
+
+    from vlcore.pipeline.captioner import train_captioner
+
+    torch.set_num_threads(1)
+    settings = json.loads(args.settings)
+    exp_dir = Path(args.experiment)
+    with tempfile.TemporaryDirectory() as out:
+        start = time.perf_counter()
+        history = train_captioner(
+            args.captioner,
+            exp_dir / "shards",
+            exp_dir / "tokenizer",
+            exp_dir / "clip" if args.captioner == "clip_prefix" else None,
+            settings,
+            out,
+        )
+    summary = history["summary"]
+    print(json.dumps({"train_s": summary["seconds"], "total_s": time.perf_counter() - start}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("experiment", help="results/<experiment> (shards, tokenizer, clip)")
+    parser.add_argument("--captioner", default="vit_gpt2", choices=("vit_gpt2", "clip_prefix"))
+    parser.add_argument("--steps", type=int, nargs=2, default=(30, 130), metavar=("FEW", "MANY"))
+    parser.add_argument(
+        "--configfile", action="append", default=[], help="on top of config/config.yaml"
+    )
+    parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--settings", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        one_run(args)
+        return
+    few, many = args.steps
+    if not 0 < few < many:
+        parser.error("--steps: two counts, the first smaller, both above 0")
+    exp_dir = Path(args.experiment)
+    if not (exp_dir / "shards" / "manifest.json").is_file():
+        raise SystemExit(f"{exp_dir}/shards is missing: build the experiment's shards first")
+    configs = [str(REPO / "config" / "config.yaml"), *args.configfile]
+    base = captioner_settings(configs, exp_dir.name, args.captioner)
+    base.update(scst={"steps": 0}, val_every=0, ckpt_every=0)
+
+    # eager twice; compiled three times: once from an empty compiler cache, then twice with it
+    plan = [("eager", few), ("eager", many), ("compiled, cold cache", few),
+            ("compiled", few), ("compiled", many)]  # fmt: skip
+    seconds = {}
+    with tempfile.TemporaryDirectory(prefix="vlcore-inductor-") as cache:
+        env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": cache}
+        for mode, steps in plan:
+            settings = {**base, "max_steps": steps, "compile": mode != "eager"}
+            print(f"training {mode}, {steps} steps ...", flush=True)
+            out = subprocess.run(
+                [sys.executable, __file__, str(exp_dir), "--one", "--captioner", args.captioner,
+                 "--settings", json.dumps(settings)],
+                env=env, capture_output=True, text=True, check=False,
+            )  # fmt: skip
+            if out.returncode != 0:
+                raise SystemExit(f"{mode}, {steps} steps failed:\n{out.stderr[-3000:]}")
+            seconds[mode, steps] = json.loads(out.stdout.strip().splitlines()[-1])["train_s"]
+
+    print(f"\n{args.captioner}, one thread per run | steps | training s")
+    for (mode, steps), value in seconds.items():
+        print(f"{mode:20s} | {steps:5d} | {value:8.1f}")
+    slopes = {}
+    for mode in ("eager", "compiled"):
+        slopes[mode] = (seconds[mode, many] - seconds[mode, few]) / (many - few)
+        once = seconds[mode, few] - few * slopes[mode]
+        print(f"{mode:8s}: {slopes[mode]:.3f} s per step, {once:.1f} s once")
+    cold = seconds["compiled, cold cache", few] - seconds["compiled", few]
+    print(f"compiling from an empty cache: {cold:.1f} s more")
+    print(f"compiled / eager, time per step: {slopes['compiled'] / slopes['eager']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
