@@ -31,6 +31,14 @@ WHERE = "where is the"
 VERDICTS = ("right", "another object's cell", "an empty cell")
 
 
+def given_answer(answers: dict[int, str], question: dict) -> str:
+    """The model's normalised answer to ``question``; a missing one is an error."""
+    qid = int(question["question_id"])
+    if qid not in answers:
+        raise ValueError(f"no answer for question_id {qid} ({question['question']!r})")
+    return normalize_answer(answers[qid])
+
+
 def answer_table(
     answers: dict[int, str], questions: list[dict], question_type: str
 ) -> dict[str, Counter]:
@@ -38,11 +46,8 @@ def answer_table(
     table: dict[str, Counter] = defaultdict(Counter)
     for question in questions:
         if question["question_type"] == question_type:
-            qid = int(question["question_id"])
-            if qid not in answers:
-                raise ValueError(f"no answer for question_id {qid} ({question['question']!r})")
             truth = normalize_answer(question["multiple_choice_answer"])
-            table[truth][normalize_answer(answers[qid])] += 1
+            table[truth][given_answer(answers, question)] += 1
     return dict(table)
 
 
@@ -57,10 +62,7 @@ def where_verdicts(
         for question in row["questions"]:
             if question["question_type"] != WHERE:
                 continue
-            qid = int(question["question_id"])
-            if qid not in answers:
-                raise ValueError(f"no answer for question_id {qid} ({question['question']!r})")
-            given = normalize_answer(answers[qid])
+            given = given_answer(answers, question)
             if given == normalize_answer(question["multiple_choice_answer"]):
                 verdict = VERDICTS[0]
             else:
@@ -101,13 +103,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    questions = split_questions(args.shards, args.split)
+    if args.where:  # the rows' questions, and their images' scenes
+        rows = read_split(args.shards, args.split, columns=("image_id", "captions", "questions"))
+        questions = [q for row in rows for q in row["questions"]]
+    else:
+        questions = split_questions(args.shards, args.split)
     types = args.type or sorted({q["question_type"] for q in questions})
     unknown = sorted(set(types) - {q["question_type"] for q in questions})
     if unknown:
         parser.error(f"no {args.split} question has type {unknown}")
     if args.where:
-        rows = read_split(args.shards, args.split, columns=("image_id", "captions", "questions"))
         scenes = scene_truth(
             {"seed": args.seed, "dirty_rate": args.dirty_rate}, [r["image_id"] for r in rows]
         )

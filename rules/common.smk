@@ -4,7 +4,7 @@ import os
 import re
 from pathlib import Path
 
-from vlcore.config import load_yaml, validate_config
+from vlcore.config import load_yaml, training_settings, validate_config
 from vlcore.gpus import apply_local_gpu_limit
 
 # Every job works offline unless the user says otherwise.
@@ -78,15 +78,8 @@ def tokenizer_settings(wildcards):
 
 
 def flatten_training(section, wildcards):
-    """A model section flattened for its trainer, the experiment seed filling a null seed.
-
-    ``processes`` is left out: it reaches the launcher as the rule's ``params.processes``.
-    """
-    settings = {k: v for k, v in section.items() if k != "train"}
-    train = {k: v for k, v in section["train"].items() if k != "processes"}
-    if train["seed"] is None:
-        train["seed"] = experiment(wildcards)["seed"]
-    return {**settings, **train}
+    """A model section flattened for its trainer (vlcore.config.training_settings)."""
+    return training_settings(section, experiment(wildcards)["seed"])
 
 
 def clip_settings(wildcards):

@@ -9,7 +9,14 @@ import pytest
 import yaml
 
 from tests.conftest import REPO, run_snakemake
-from vlcore.config import ConfigError, deep_update, load_config, load_yaml, validate_config
+from vlcore.config import (
+    ConfigError,
+    deep_update,
+    load_config,
+    load_yaml,
+    training_settings,
+    validate_config,
+)
 
 EXPERIMENT_FILES = sorted((REPO / "config" / "experiments").glob("*.yaml"))
 
@@ -175,3 +182,11 @@ def test_schema_uses_only_json_schema_keywords():
 
     walk(schema, "", False)
     assert not odd, f"not JSON Schema keywords (unquoted comma in a description?): {odd}"
+
+
+def test_training_settings_flatten_the_train_block_and_fill_the_seed():
+    section = {"model": "tiny", "train": {"max_steps": 5, "seed": None, "processes": 2}}
+    assert training_settings(section, 7) == {"model": "tiny", "max_steps": 5, "seed": 7}
+    section["train"]["seed"] = 3
+    assert training_settings(section, 7)["seed"] == 3
+    assert section["train"]["processes"] == 2  # the section itself is left as it was

@@ -147,3 +147,14 @@ def experiment_config(config: dict[str, Any], name: str) -> dict[str, Any]:
     except KeyError:
         known = ", ".join(sorted(config.get("experiments", {})))
         raise ConfigError(f"unknown experiment {name!r}; defined: {known}") from None
+
+
+def training_settings(section: dict[str, Any], experiment_seed: int) -> dict[str, Any]:
+    """A model section flattened for its trainer: its own keys and its ``train`` block's in
+    one mapping, the experiment seed filling a null ``seed``. ``processes`` is left out: the
+    launcher gets it apart (the rules' ``params.processes``)."""
+    settings = {k: v for k, v in section.items() if k != "train"}
+    train = {k: v for k, v in section["train"].items() if k != "processes"}
+    if train["seed"] is None:
+        train["seed"] = experiment_seed
+    return {**settings, **train}
