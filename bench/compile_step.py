@@ -95,6 +95,7 @@ def main() -> None:
             if out.returncode != 0:
                 raise SystemExit(f"{mode}, {steps} steps failed:\n{out.stderr[-3000:]}")
             seconds[mode, steps] = json.loads(out.stdout.strip().splitlines()[-1])["train_s"]
+            print(f"  {seconds[mode, steps]:.1f} s", flush=True)
 
     print(f"\n{args.captioner}, one thread per run | steps | training s")
     for (mode, steps), value in seconds.items():

@@ -187,3 +187,20 @@ def test_compiled_training_matches_eager(tmp_path: Path):
         torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5)
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] >= 1  # it did compile
     assert read_json(tmp_path / "b" / "train_config.json")["train"]["compile"] is True
+
+
+def test_a_compiler_crash_says_to_train_without_compile(tmp_path: Path, monkeypatch):
+    """An internal compiler error (as inductor raised on CUDA under torch 2.11 for clip_prefix)
+    names the way out instead of ending in a compiler traceback alone."""
+
+    def crashing_backend(graph_module, example_inputs):
+        raise AssertionError("an internal compiler assertion")
+
+    real_compile = torch.compile
+    monkeypatch.setattr(
+        torch, "compile", lambda model, **kw: real_compile(model, backend=crashing_backend, **kw)
+    )
+    torch._dynamo.reset()
+    with pytest.raises(RuntimeError, match="set `compile: false`"):
+        fit(make_model(), mse, epoch_batches, None, config(max_steps=2, compile=True), tmp_path)
+    torch._dynamo.reset()

@@ -73,6 +73,22 @@ class TrainConfig:
 Settings = TypeVar("Settings")
 
 
+@contextlib.contextmanager
+def _compiler_errors_explained(compiling: bool):
+    """A crash inside torch.compile's compiler says what it is and how to train without it."""
+    try:
+        yield
+    except Exception as exc:
+        if not (compiling and isinstance(exc, torch._dynamo.exc.BackendCompilerFailed)):
+            raise
+        raise RuntimeError(
+            f"torch.compile failed inside its compiler (torch {torch.__version__}): "
+            f"{type(exc).__name__}. This is not a problem with the data or the model: set "
+            "`compile: false` in this model's train section (the default), or try another "
+            "torch version."
+        ) from exc
+
+
 def split_settings(
     section: str, settings: Mapping[str, Any] | None, own_type: type[Settings]
 ) -> tuple[Settings, TrainConfig]:
@@ -237,7 +253,7 @@ def fit(
             batch = to_device(next(batches), runtime.device)
             sync = not ddp or micro == config.grad_accum - 1
             with contextlib.nullcontext() if sync else wrapped.no_sync():
-                with runtime.autocast():
+                with runtime.autocast(), _compiler_errors_explained(config.compile):
                     loss = loss_fn(step_model, batch) / config.grad_accum
                 loss.backward()
             loss_sum += loss.item()
