@@ -6,13 +6,16 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export NO_ALBUMENTATIONS_UPDATE := 1
 
-.PHONY: run test test-slurm test-all lint format clean-results
+.PHONY: run test test-gpu test-slurm test-all lint format clean-results
 
 run: $(STAMP)  ## Run the main job on the embedded default (synthetic data, CPU).
 	$(BIN)/snakemake --cores 2
 
 test: $(STAMP)  ## Run the test suite (no GPU, no SLURM, no slow tests).
 	$(BIN)/python -m pytest -m "not slow and not gpu and not slurm"
+
+test-gpu: $(STAMP)  ## Run the GPU tests: every trainer on CUDA (they skip without a GPU).
+	$(BIN)/python -m pytest -m gpu
 
 # A real one-node SLURM cluster (munge, MariaDB + slurmdbd, fake GPUs) runs the tiny workflow
 # through `--profile slurm`. Needs root and Debian's packages, which it installs (tests/slurm/).
