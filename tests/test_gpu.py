@@ -17,6 +17,7 @@ import torch
 from safetensors.torch import load_file
 
 from tests.clip_fixtures import make_shards, make_tokenizer
+from tests.test_captioner import GENERATE, TINY_CLIP_PREFIX, TINY_VIT_GPT2
 from vlcore.data.stream import ShardStream
 from vlcore.io import read_json
 from vlcore.models.clip import build_clip, encode_images, encode_texts, load_clip, save_clip
@@ -30,27 +31,7 @@ pytestmark = [
 
 LOOP = {"warmup_steps": 1, "val_every": 0, "val_batches": 1, "ckpt_every": 0, "log_every": 1,
         "device": "cuda", "seed": 0}  # fmt: skip
-TINY_CAPTIONER = {
-    "vit_gpt2": {
-        "encoder": {
-            "patch_size": 16,
-            "hidden_size": 32,
-            "num_hidden_layers": 1,
-            "num_attention_heads": 2,
-            "intermediate_size": 64,
-        },  # fmt: skip
-        "conv_stem": [8, 8, 16],
-        "decoder": {"n_embd": 32, "n_layer": 1, "n_head": 2, "n_inner": 64},
-    },
-    "clip_prefix": {
-        "prefix_length": 4,
-        "clip_length": 4,
-        "mapping_layers": 1,
-        "mapping_heads": 2,
-        "decoder": {"n_embd": 32, "n_layer": 1, "n_head": 2, "n_inner": 64},
-    },
-}
-GENERATE = {"num_beams": 3, "max_new_tokens": 8, "batch_size": 5, "answer_max_new_tokens": 3}
+TINY_CAPTIONER = {"vit_gpt2": TINY_VIT_GPT2, "clip_prefix": TINY_CLIP_PREFIX}
 
 
 @pytest.fixture(scope="module")
