@@ -73,22 +73,6 @@ class TrainConfig:
 Settings = TypeVar("Settings")
 
 
-@contextlib.contextmanager
-def _compiler_errors_explained(compiling: bool):
-    """A crash inside torch.compile's compiler says what it is and how to train without it."""
-    try:
-        yield
-    except Exception as exc:
-        if not (compiling and isinstance(exc, torch._dynamo.exc.BackendCompilerFailed)):
-            raise
-        raise RuntimeError(
-            f"torch.compile failed inside its compiler (torch {torch.__version__}): "
-            f"{type(exc).__name__}. This is not a problem with the data or the model: set "
-            "`compile: false` in this model's train section (the default), or try another "
-            "torch version."
-        ) from exc
-
-
 def split_settings(
     section: str, settings: Mapping[str, Any] | None, own_type: type[Settings]
 ) -> tuple[Settings, TrainConfig]:
@@ -192,6 +176,21 @@ def evaluate(model, loss_fn: LossFn, batches: Iterable, runtime: Runtime, limit:
     total = all_reduce_mean(total, runtime) * runtime.world_size
     count = all_reduce_mean(float(count), runtime) * runtime.world_size
     return total / max(count, 1.0)
+
+
+@contextlib.contextmanager
+def _compiler_errors_explained(compiling: bool):
+    """A crash inside torch.compile's compiler says what it is and how to train without it."""
+    try:
+        yield
+    except Exception as exc:
+        if not (compiling and isinstance(exc, torch._dynamo.exc.BackendCompilerFailed)):
+            raise
+        raise RuntimeError(
+            f"torch.compile failed inside its compiler (torch {torch.__version__}): "
+            f"{type(exc).__name__}. The model trains without it: set `compile: false` in "
+            "this model's train section (the default), or try another torch version."
+        ) from exc
 
 
 def fit(
