@@ -78,7 +78,7 @@ def _linear_model() -> torch.nn.Module:
     return torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1))
 
 
-def test_the_loop_learns_on_the_gpu_and_records_bf16(tmp_path):
+def test_the_loop_learns_on_the_gpu_and_records_the_device(tmp_path):
     config = TrainConfig(**{**LOOP, "max_steps": 60, "lr": 5e-2})
     history = fit(_linear_model(), _mse, _regression_batches, None, config, tmp_path)
     losses = [loss for _, loss, _ in history["train"]]
@@ -153,7 +153,8 @@ def test_captioner_trains_on_the_gpu_and_decodes_as_the_cpu_does(data, tmp_path,
         captions[device] = generate_captions(name, tmp_path, data["shards"], "test",
                                              {**settings, "device": device},
                                              out.with_suffix(".json"), out.with_suffix(".tsv"))  # fmt: skip
-    n_test = len(list(ShardStream(data["shards"], "test")))
+    test_rows = list(ShardStream(data["shards"], "test"))
+    n_test = len(test_rows)
     assert len(captions["cuda"]) == n_test
     same = sum(a == b for a, b in zip(captions["cuda"], captions["cpu"], strict=True))
     assert same >= 0.9 * n_test, (same, n_test)
@@ -161,9 +162,7 @@ def test_captioner_trains_on_the_gpu_and_decodes_as_the_cpu_does(data, tmp_path,
         answers = answer_questions(
             tmp_path, data["shards"], "test", settings, tmp_path / "vqa.json"
         )
-        n_questions = sum(
-            len(row["questions"] or ()) for row in ShardStream(data["shards"], "test")
-        )
+        n_questions = sum(len(row["questions"] or ()) for row in test_rows)
         assert len(answers) == n_questions > 0
 
 
