@@ -51,7 +51,8 @@ def one_run(args: argparse.Namespace) -> None:
             settings,
             out,
         )
-    print(json.dumps({"train_s": history["summary"]["seconds"]}))
+    last_loss = history["train"][-1][1] if history["train"] else None
+    print(json.dumps({"train_s": history["summary"]["seconds"], "last_loss": last_loss}))
 
 
 def main() -> None:

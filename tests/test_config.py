@@ -120,6 +120,22 @@ def test_seed_experiments_train_the_defaults_recipes(base):
     }
 
 
+def test_fp32_experiment_is_the_default_in_fp32():
+    """fp32.yaml reproduces the default's fp32 numbers on CPUs where auto picks bf16; with the
+    defaults filled in, precision must be the only difference (a train block replaces its
+    section's default block, so a forgotten step count would show here)."""
+    config = load_config(REPO / "config" / "config.yaml", REPO / "config/experiments/fp32.yaml")
+    default = config["experiments"]["default"]
+    fp32 = copy.deepcopy(config["experiments"]["default_fp32"])
+    sections = [fp32[name] for name in ("clip", "vqvae", "judge", "dalle")]
+    sections += [fp32["captioners"][name] for name in ("vit_gpt2", "clip_prefix")]
+    for section in sections:
+        assert section["train"]["precision"] == "fp32"
+        section["train"]["precision"] = "auto"
+    fp32["description"] = default["description"]
+    assert fp32 == default
+
+
 def test_deep_update_merges_nested():
     base = {"a": {"b": 1, "c": 2}}
     deep_update(base, {"a": {"c": 3}, "d": 4})

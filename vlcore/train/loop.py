@@ -66,7 +66,7 @@ class TrainConfig:
     log_every: int = 10  # steps between train-loss records
     seed: int = 0  # model init, dropout and data order
     device: str = "auto"  # auto | cpu | cuda
-    precision: str = "auto"  # auto (bf16 on CUDA, else fp32) | fp32 | bf16
+    precision: str = "auto"  # auto (bf16 on CUDA and on CPUs with AMX, else fp32) | fp32 | bf16
     compile: bool = False  # torch.compile the training forward (dynamic shapes); see docs/time.md
 
 
@@ -292,6 +292,8 @@ def fit(
             if ddp:
                 torch.distributed.barrier()
     bar.close()
+    # what "auto" became here: bf16 on GPUs and on CPUs with AMX, else fp32
+    history["runtime"] = {"device": runtime.device.type, "precision": runtime.precision}
 
     if runtime.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,80 @@
+"""Does bf16 autocast make a CPU training step faster? fp32 against bf16, side by side.
+
+    .venv/bin/python bench/cpu_bf16_step.py results/default --captioner vit_gpt2 --steps 30 130
+
+Trains the experiment's captioner with its settings from the config (as ``train_captioner``
+gets them; self-critical steps left out) for each ``--steps`` count under ``precision: fp32``
+and ``precision: bf16`` (a training-loop key; on a CPU, bf16 autocast with attention kept in
+fp32, ``vlcore/train/runtime.py``). Every run is a process of its own with one thread (the
+main job's setting), one after the other, so the times are comparable within one call. The
+time per step is the slope between the two counts; the intercept is what a run pays once.
+It also prints the last training loss of each longer run, so a faster step that learns
+worse shows up here too. ``precision: auto`` picks bf16 only where the CPU has AMX-BF16 tiles;
+elsewhere bf16 is emulated and this script shows what that costs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from compile_step import REPO, captioner_settings
+
+
+def train_once(exp_dir: Path, captioner: str, settings: dict) -> dict:
+    """One training run in a child process (compile_step.py's), its seconds and last loss."""
+    out = subprocess.run(
+        [sys.executable, str(Path(__file__).with_name("compile_step.py")), str(exp_dir),
+         "--one", "--captioner", captioner, "--settings", json.dumps(settings)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if out.returncode != 0:
+        raise SystemExit(f"{settings['precision']} run failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("experiment", help="results/<experiment> (shards, tokenizer, clip)")
+    parser.add_argument("--captioner", default="vit_gpt2", choices=("vit_gpt2", "clip_prefix"))
+    parser.add_argument("--steps", type=int, nargs=2, default=(30, 130), metavar=("FEW", "MANY"))
+    parser.add_argument(
+        "--configfile", action="append", default=[], help="on top of config/config.yaml"
+    )
+    args = parser.parse_args()
+    few, many = args.steps
+    if not 0 < few < many:
+        parser.error("--steps: two counts, the first smaller, both above 0")
+    exp_dir = Path(args.experiment)
+    if not (exp_dir / "shards" / "manifest.json").is_file():
+        raise SystemExit(f"{exp_dir}/shards is missing: build the experiment's shards first")
+    configs = [str(REPO / "config" / "config.yaml"), *args.configfile]
+    base = captioner_settings(configs, exp_dir.name, args.captioner)
+    base.update(scst={"steps": 0}, val_every=0, ckpt_every=0)
+
+    runs = {}
+    for precision in ("fp32", "bf16"):
+        for steps in (few, many):
+            print(f"training {precision}, {steps} steps ...", flush=True)
+            settings = {**base, "max_steps": steps, "precision": precision}
+            runs[precision, steps] = train_once(exp_dir, args.captioner, settings)
+            print(f"  {runs[precision, steps]['train_s']:.1f} s", flush=True)
+
+    print(f"\n{args.captioner}, one thread per run | steps | training s | last loss")
+    for (precision, steps), run in runs.items():
+        print(f"{precision:6s} | {steps:5d} | {run['train_s']:8.1f} | {run['last_loss']:.4f}")
+    slopes = {}
+    for precision in ("fp32", "bf16"):
+        slopes[precision] = (runs[precision, many]["train_s"] - runs[precision, few]["train_s"]) / (
+            many - few
+        )
+        once = runs[precision, few]["train_s"] - few * slopes[precision]
+        print(f"{precision}: {slopes[precision]:.3f} s per step, {once:.1f} s once")
+    print(f"bf16 / fp32, time per step: {slopes['bf16'] / slopes['fp32']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
