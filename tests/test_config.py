@@ -122,8 +122,7 @@ def test_seed_experiments_train_the_defaults_recipes(base):
 
 def test_fp32_experiment_is_the_default_in_fp32():
     """fp32.yaml reproduces the default's fp32 numbers on CPUs where auto picks bf16; with the
-    defaults filled in, precision must be the only difference (a train block replaces its
-    section's default block, so a forgotten step count would show here)."""
+    defaults filled in, precision must be the only difference."""
     config = load_config(REPO / "config" / "config.yaml", REPO / "config/experiments/fp32.yaml")
     default = config["experiments"]["default"]
     fp32 = copy.deepcopy(config["experiments"]["default_fp32"])
@@ -134,6 +133,23 @@ def test_fp32_experiment_is_the_default_in_fp32():
         section["train"]["precision"] = "auto"
     fp32["description"] = default["description"]
     assert fp32 == default
+
+
+def test_a_block_given_in_part_keeps_its_sections_defaults(base):
+    """clip's train block defaults to 250 steps (the loop's own default is 300): giving one
+    key of it must not lose the others."""
+    exp = base["experiments"]["default"]
+    exp["clip"] = {"model": "tiny_conv_stem", "train": {"lr": 0.002}}
+    exp["vqvae"] = {"train": {"precision": "fp32"}}
+    experiment = validate_config(base)["experiments"]["default"]
+    clip_train = experiment["clip"]["train"]
+    assert clip_train["lr"] == 0.002
+    assert (clip_train["max_steps"], clip_train["warmup_steps"], clip_train["val_every"]) == (
+        250, 25, 50)  # fmt: skip
+    assert clip_train["weight_decay"] == 0.01  # the loop's default, below the section's
+    vqvae_train = experiment["vqvae"]["train"]
+    assert (vqvae_train["max_steps"], vqvae_train["lr"], vqvae_train["precision"]) == (
+        1200, 0.002, "fp32")  # fmt: skip
 
 
 def test_deep_update_merges_nested():

@@ -31,14 +31,23 @@ def load_yaml(path: str | os.PathLike) -> Any:
 
 
 def _with_defaults(validator_class: type) -> type:
-    """Extend a jsonschema validator so that ``properties`` fills in ``default`` values."""
+    """Extend a jsonschema validator so that ``properties`` fills in ``default`` values; a
+    mapping given in part is completed from its mapping default, key by key."""
     validate_properties = validator_class.VALIDATORS["properties"]
 
     def set_defaults(validator, properties, instance, schema) -> Iterator:
         if isinstance(instance, dict):
             for name, subschema in properties.items():
-                if "default" in subschema and name not in instance:
-                    instance[name] = copy.deepcopy(subschema["default"])
+                if "default" not in subschema:
+                    continue
+                default = subschema["default"]
+                if name not in instance:
+                    instance[name] = copy.deepcopy(default)
+                elif isinstance(default, dict) and isinstance(instance[name], dict):
+                    # a block given in part keeps its section's own defaults for the rest
+                    # (clip: {train: {lr: 0.002}} still trains clip's 250 steps)
+                    for key, value in default.items():
+                        instance[name].setdefault(key, copy.deepcopy(value))
         yield from validate_properties(validator, properties, instance, schema)
 
     return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
