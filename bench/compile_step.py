@@ -55,20 +55,21 @@ def one_run(args: argparse.Namespace) -> None:
     print(json.dumps({"train_s": history["summary"]["seconds"], "last_loss": last_loss}))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def step_parser(description: str) -> argparse.ArgumentParser:
+    """The arguments of a side-by-side step-time bench (this one and cpu_bf16_step.py)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("experiment", help="results/<experiment> (shards, tokenizer, clip)")
     parser.add_argument("--captioner", default="vit_gpt2", choices=("vit_gpt2", "clip_prefix"))
     parser.add_argument("--steps", type=int, nargs=2, default=(30, 130), metavar=("FEW", "MANY"))
     parser.add_argument(
         "--configfile", action="append", default=[], help="on top of config/config.yaml"
     )
-    parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--settings", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.one:
-        one_run(args)
-        return
+    return parser
+
+
+def base_settings(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict:
+    """The captioner's settings for the timed runs (no self-critical steps, validation or
+    checkpoints), after checking the step counts and the shards."""
     few, many = args.steps
     if not 0 < few < many:
         parser.error("--steps: two counts, the first smaller, both above 0")
@@ -78,6 +79,20 @@ def main() -> None:
     configs = [str(REPO / "config" / "config.yaml"), *args.configfile]
     base = captioner_settings(configs, exp_dir.name, args.captioner)
     base.update(scst={"steps": 0}, val_every=0, ckpt_every=0)
+    return base
+
+
+def main() -> None:
+    parser = step_parser(__doc__.split("\n")[0])
+    parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--settings", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        one_run(args)
+        return
+    few, many = args.steps
+    exp_dir = Path(args.experiment)
+    base = base_settings(args, parser)
 
     # eager twice; compiled three times: once from an empty compiler cache, then twice with it
     plan = [("eager", few), ("eager", many), ("compiled, cold cache", few),

@@ -15,13 +15,12 @@ elsewhere bf16 is emulated and this script shows what that costs.
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
 from pathlib import Path
 
-from compile_step import REPO, captioner_settings
+from compile_step import base_settings, step_parser
 
 
 def train_once(exp_dir: Path, captioner: str, settings: dict) -> dict:
@@ -37,23 +36,11 @@ def train_once(exp_dir: Path, captioner: str, settings: dict) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("experiment", help="results/<experiment> (shards, tokenizer, clip)")
-    parser.add_argument("--captioner", default="vit_gpt2", choices=("vit_gpt2", "clip_prefix"))
-    parser.add_argument("--steps", type=int, nargs=2, default=(30, 130), metavar=("FEW", "MANY"))
-    parser.add_argument(
-        "--configfile", action="append", default=[], help="on top of config/config.yaml"
-    )
+    parser = step_parser(__doc__.split("\n")[0])
     args = parser.parse_args()
     few, many = args.steps
-    if not 0 < few < many:
-        parser.error("--steps: two counts, the first smaller, both above 0")
     exp_dir = Path(args.experiment)
-    if not (exp_dir / "shards" / "manifest.json").is_file():
-        raise SystemExit(f"{exp_dir}/shards is missing: build the experiment's shards first")
-    configs = [str(REPO / "config" / "config.yaml"), *args.configfile]
-    base = captioner_settings(configs, exp_dir.name, args.captioner)
-    base.update(scst={"steps": 0}, val_every=0, ckpt_every=0)
+    base = base_settings(args, parser)
 
     runs = {}
     for precision in ("fp32", "bf16"):

@@ -1,4 +1,5 @@
-"""bench/compile_step.py: a captioner trained eager and compiled, timed side by side."""
+"""bench/compile_step.py and bench/cpu_bf16_step.py: a captioner trained eager and compiled,
+or in fp32 and under bf16 autocast, timed side by side."""
 
 from __future__ import annotations
 
@@ -34,15 +35,22 @@ def test_settings_are_the_captioners_train_section_flattened(bench):
     assert settings["compile"] is False
 
 
-def _run(*args: str) -> subprocess.CompletedProcess:
-    command = [sys.executable, str(REPO / "bench" / "compile_step.py"), *args]
+def _run(*args: str, script: str = "compile_step.py") -> subprocess.CompletedProcess:
+    command = [sys.executable, str(REPO / "bench" / script), *args]
     return subprocess.run(command, capture_output=True, text=True, check=False, cwd=REPO)
 
 
-def test_bad_step_counts_and_missing_shards_are_refused(tmp_path):
-    out = _run(str(tmp_path), "--steps", "5", "5")
+def _timed_runs(lines: list[str], columns: int) -> list[list[str]]:
+    """The table rows of the runs: ``columns`` cells, the second a step count."""
+    rows = [[cell.strip() for cell in line.split("|")] for line in lines]
+    return [row for row in rows if len(row) == columns and row[1].isdigit()]
+
+
+@pytest.mark.parametrize("script", ["compile_step.py", "cpu_bf16_step.py"])
+def test_bad_step_counts_and_missing_shards_are_refused(tmp_path, script):
+    out = _run(str(tmp_path), "--steps", "5", "5", script=script)
     assert out.returncode != 0 and "the first smaller" in out.stderr
-    out = _run(str(tmp_path / "default"), "--steps", "1", "2")
+    out = _run(str(tmp_path / "default"), "--steps", "1", "2", script=script)
     assert out.returncode != 0 and "shards is missing" in out.stderr
 
 
@@ -51,7 +59,20 @@ def test_command_line_times_eager_and_compiled(experiment):
     out = _run(str(experiment), "--captioner", "vit_gpt2", "--steps", "1", "2")
     assert out.returncode == 0, out.stderr[-3000:]
     lines = out.stdout.splitlines()
-    runs = [line for line in lines if line.count("|") == 2 and line.split("|")[1].strip().isdigit()]
-    assert [line.split("|")[0].strip() for line in runs] == [
+    assert [row[0] for row in _timed_runs(lines, 3)] == [
         "eager", "eager", "compiled, cold cache", "compiled", "compiled"]  # fmt: skip
     assert any(line.startswith("compiled / eager, time per step:") for line in lines)
+
+
+def test_command_line_times_fp32_and_bf16(experiment):
+    out = _run(str(experiment), "--captioner", "vit_gpt2", "--steps", "1", "2",
+               script="cpu_bf16_step.py")  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = out.stdout.splitlines()
+    runs = _timed_runs(lines, 4)
+    assert [(row[0], row[1]) for row in runs] == [
+        ("fp32", "1"), ("fp32", "2"), ("bf16", "1"), ("bf16", "2")]  # fmt: skip
+    for row in runs:
+        assert float(row[2]) > 0 and float(row[3]) > 0  # seconds, and a finite last loss
+    # with one and two steps the slopes are noise; the line is what is checked
+    assert any(line.startswith("bf16 / fp32, time per step:") for line in lines)
