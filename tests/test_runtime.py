@@ -25,9 +25,21 @@ def test_auto_precision_on_a_cpu_is_bf16_only_where_it_is_native(monkeypatch, na
     assert setup_runtime("cpu", "bf16").precision == "bf16"
 
 
-def test_native_bf16_is_read_from_the_cpu():
-    flags = torch.cpu.get_capabilities()
-    assert runtime_module.cpu_has_native_bf16() is bool(flags.get("amx_bf16", False))
+@pytest.mark.parametrize(
+    "flags, native",
+    [({"amx_bf16": True, "avx512_bf16": True}, True), ({"avx512_bf16": True}, False), ({}, False)],
+)
+def test_native_bf16_means_amx_tiles(monkeypatch, flags, native):
+    """auto asks for AMX tiles, where bf16 was measured faster (docs/time.md); avx512_bf16
+    alone is not enough."""
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: flags)
+    assert runtime_module.cpu_has_native_bf16() is native
+
+
+def test_a_torch_without_cpu_capabilities_trains_in_fp32(monkeypatch):
+    monkeypatch.delattr(torch.cpu, "get_capabilities")
+    assert runtime_module.cpu_has_native_bf16() is False
+    assert setup_runtime("cpu").precision == "fp32"
 
 
 def test_fp32_runtime_leaves_everything_in_fp32():
