@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 from vlcore.io import read_json
 from vlcore.train import runtime as runtime_module
 from vlcore.train.loop import TrainConfig, fit
+from vlcore.train.plots import curve_title
 from vlcore.train.runtime import Runtime, setup_runtime
 
 CPU_BF16 = Runtime(torch.device("cpu"), precision="bf16")
@@ -106,3 +107,6 @@ def test_the_loop_learns_under_cpu_bf16_and_records_it(tmp_path: Path):
     for name, value in load_file(tmp_path / "model.safetensors").items():
         assert value.dtype == torch.float32, name
     assert read_json(tmp_path / "history.json")["runtime"] == {"device": "cpu", "precision": "bf16"}
+    assert curve_title(history, "train_clip default") == "train_clip default (cpu, bf16)"
+    assert curve_title({"train": [], "val": []}, "an older run") == "an older run"
+    assert (tmp_path / "loss_curve.png").stat().st_size > 0

@@ -13,8 +13,16 @@ import matplotlib.pyplot as plt  # noqa: E402
 from vlcore.io import atomic_path  # noqa: E402
 
 
+def curve_title(history: dict[str, Any], name: str = "") -> str:
+    """The run's name and where it trained, e.g. ``train_clip default (cpu, bf16)``."""
+    runtime = history.get("runtime")
+    where = f"({runtime['device']}, {runtime['precision']})" if runtime else ""
+    return " ".join(part for part in (name, where) if part)
+
+
 def plot_loss_curve(history: dict[str, Any], path: str | os.PathLike, title: str = "") -> None:
-    """Train loss (and validation loss, when recorded) against the optimizer step."""
+    """Train loss (and validation loss, when recorded) against the optimizer step; the title
+    is ``title`` and the device and precision the run recorded."""
     fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
     values = []
     if history["train"]:
@@ -31,6 +39,7 @@ def plot_loss_curve(history: dict[str, Any], path: str | os.PathLike, title: str
         ax.set_yscale("log")
     ax.grid(alpha=0.3)
     ax.legend()
+    title = curve_title(history, title)
     if title:
         ax.set_title(title)
     fig.tight_layout()
