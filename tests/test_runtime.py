@@ -37,6 +37,16 @@ def test_native_bf16_means_amx_tiles(monkeypatch, flags, native):
     assert runtime_module.cpu_has_native_bf16() is native
 
 
+def test_asking_for_bf16_on_a_cpu_without_amx_warns(monkeypatch, caplog):
+    monkeypatch.setattr(runtime_module, "cpu_has_native_bf16", lambda: False)
+    assert setup_runtime("cpu", "bf16").precision == "bf16"  # asked for, so given
+    assert "slower than fp32" in caplog.text
+    caplog.clear()
+    monkeypatch.setattr(runtime_module, "cpu_has_native_bf16", lambda: True)
+    setup_runtime("cpu", "bf16")
+    assert "slower than fp32" not in caplog.text
+
+
 def test_a_torch_without_cpu_capabilities_trains_in_fp32(monkeypatch):
     monkeypatch.delattr(torch.cpu, "get_capabilities")
     assert runtime_module.cpu_has_native_bf16() is False

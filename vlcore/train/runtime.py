@@ -112,6 +112,11 @@ def setup_runtime(device: str = "auto", precision: str = "auto") -> Runtime:
         precision = "bf16" if native else "fp32"
     if precision not in ("fp32", "bf16"):
         raise ValueError(f"precision must be auto, fp32 or bf16, got {precision!r}")
+    if precision == "bf16" and dev.type == "cpu" and not cpu_has_native_bf16():
+        logger.warning(
+            "precision bf16 on a CPU without AMX-BF16: its bf16 matrix products are slower "
+            "than fp32 ones (bench/bf16_matmul.py); precision auto trains in fp32 here"
+        )
     runtime = Runtime(dev, rank, local_rank, world_size, precision)
     logger.info("runtime: %s", runtime)
     return runtime

@@ -1,0 +1,72 @@
+"""Where does a bf16 matrix product beat fp32 on this CPU? One thread, side by side.
+
+    .venv/bin/python bench/bf16_matmul.py
+    .venv/bin/python bench/bf16_matmul.py --isa DEFAULT AVX512_CORE_BF16 AVX512_CORE AVX2
+
+Times the captioners' typical training products (a batch of 128 texts x 30 tokens through a
+128-wide layer) in fp32 and bf16 and prints bf16 / fp32. Each ``--isa`` runs in a process of
+its own with ``ONEDNN_MAX_CPU_ISA`` set, which caps the instructions oneDNN (PyTorch's bf16
+products on the CPU) may use, so one AMX machine also shows what a CPU without AMX tiles
+(``AVX512_CORE_BF16``), without bf16 instructions (``AVX512_CORE``) or with AVX2 only would
+get. fp32 products go through another library and do not change with it. This is why
+``precision: auto`` picks bf16 only on CPUs with AMX (``vlcore/train/runtime.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+SHAPES = [(3840, 128, 256), (3840, 256, 128)]  # (rows, in, out)
+
+
+def product_ms(rows: int, inner: int, cols: int, dtype_name: str, repeats: int = 50) -> float:
+    import torch
+
+    dtype = getattr(torch, dtype_name)
+    a, b = torch.randn(rows, inner).to(dtype), torch.randn(inner, cols).to(dtype)
+    for _ in range(3):
+        a @ b
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return (time.perf_counter() - start) / repeats * 1e3
+
+
+def one_isa() -> None:
+    """The child process: every shape in both precisions, as JSON."""
+    import torch
+
+    torch.set_num_threads(1)
+    out = [{"shape": shape, **{name: product_ms(*shape, name) for name in ("float32", "bfloat16")}}
+           for shape in SHAPES]  # fmt: skip
+    print(json.dumps(out))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--isa", nargs="+", default=["DEFAULT"], help="ONEDNN_MAX_CPU_ISA values")
+    parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        one_isa()
+        return
+    print("oneDNN ISA cap | rows x in x out | fp32 ms | bf16 ms | bf16 / fp32")
+    for isa in args.isa:
+        env = {**os.environ, "ONEDNN_MAX_CPU_ISA": isa}
+        out = subprocess.run([sys.executable, __file__, "--one"], env=env, capture_output=True,
+                             text=True, check=False)  # fmt: skip
+        if out.returncode != 0:
+            raise SystemExit(f"ONEDNN_MAX_CPU_ISA={isa} failed:\n{out.stderr[-2000:]}")
+        for row in json.loads(out.stdout.strip().splitlines()[-1]):
+            fp32, bf16 = row["float32"], row["bfloat16"]
+            shape = "x".join(str(n) for n in row["shape"])
+            print(f"{isa:16s} | {shape:15s} | {fp32:7.2f} | {bf16:7.2f} | {bf16 / fp32:6.2f}")
+
+
+if __name__ == "__main__":
+    main()

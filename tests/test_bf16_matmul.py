@@ -1,0 +1,22 @@
+"""bench/bf16_matmul.py: fp32 and bf16 matrix products timed side by side per oneDNN ISA cap."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from tests.conftest import REPO
+
+
+def test_command_line_prints_a_ratio_per_shape_and_isa():
+    command = [sys.executable, str(REPO / "bench" / "bf16_matmul.py"), "--isa", "DEFAULT",
+               "AVX512_CORE"]  # fmt: skip
+    out = subprocess.run(command, capture_output=True, text=True, check=False, cwd=REPO)
+    assert out.returncode == 0, out.stderr[-3000:]
+    rows = [[cell.strip() for cell in line.split("|")] for line in out.stdout.splitlines()[1:]]
+    assert [(row[0], row[1]) for row in rows] == [
+        ("DEFAULT", "3840x128x256"), ("DEFAULT", "3840x256x128"),
+        ("AVX512_CORE", "3840x128x256"), ("AVX512_CORE", "3840x256x128")]  # fmt: skip
+    for row in rows:
+        fp32, bf16, ratio = (float(cell) for cell in row[2:])
+        assert fp32 > 0 and bf16 > 0 and abs(ratio - bf16 / fp32) < 0.02 * ratio + 0.01
