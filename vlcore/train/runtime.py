@@ -47,10 +47,13 @@ class Runtime:
             return contextlib.nullcontext()
         if self.device.type != "cpu":
             return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
-        stack = contextlib.ExitStack()
-        stack.enter_context(torch.autocast(device_type="cpu", dtype=torch.bfloat16))
-        stack.enter_context(AttentionInFloat32())
-        return stack
+        return _cpu_bf16_autocast()
+
+
+@contextlib.contextmanager
+def _cpu_bf16_autocast():
+    with torch.autocast(device_type="cpu", dtype=torch.bfloat16), AttentionInFloat32():
+        yield
 
 
 def cpu_has_native_bf16() -> bool:
