@@ -82,6 +82,17 @@ def base_settings(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     return base
 
 
+def print_slopes(seconds: dict, modes: tuple[str, ...], few: int, many: int) -> dict:
+    """Each mode's seconds per step (the slope between the two step counts) and what it pays
+    once (the intercept), printed; returns the slopes."""
+    slopes = {}
+    for mode in modes:
+        slopes[mode] = (seconds[mode, many] - seconds[mode, few]) / (many - few)
+        once = seconds[mode, few] - few * slopes[mode]
+        print(f"{mode:8s}: {slopes[mode]:.3f} s per step, {once:.1f} s once")
+    return slopes
+
+
 def main() -> None:
     parser = step_parser(__doc__.split("\n")[0])
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
@@ -116,11 +127,7 @@ def main() -> None:
     print(f"\n{args.captioner}, one thread per run | steps | training s")
     for (mode, steps), value in seconds.items():
         print(f"{mode:20s} | {steps:5d} | {value:8.1f}")
-    slopes = {}
-    for mode in ("eager", "compiled"):
-        slopes[mode] = (seconds[mode, many] - seconds[mode, few]) / (many - few)
-        once = seconds[mode, few] - few * slopes[mode]
-        print(f"{mode:8s}: {slopes[mode]:.3f} s per step, {once:.1f} s once")
+    slopes = print_slopes(seconds, ("eager", "compiled"), few, many)
     cold = seconds["compiled, cold cache", few] - seconds["compiled", few]
     print(f"compiling from an empty cache: {cold:.1f} s more")
     print(f"compiled / eager, time per step: {slopes['compiled'] / slopes['eager']:.2f}")

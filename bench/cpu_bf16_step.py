@@ -20,7 +20,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from compile_step import base_settings, step_parser
+from compile_step import base_settings, print_slopes, step_parser
 
 
 def train_once(exp_dir: Path, captioner: str, settings: dict) -> dict:
@@ -53,13 +53,8 @@ def main() -> None:
     print(f"\n{args.captioner}, one thread per run | steps | training s | last loss")
     for (precision, steps), run in runs.items():
         print(f"{precision:6s} | {steps:5d} | {run['train_s']:8.1f} | {run['last_loss']:.4f}")
-    slopes = {}
-    for precision in ("fp32", "bf16"):
-        slopes[precision] = (runs[precision, many]["train_s"] - runs[precision, few]["train_s"]) / (
-            many - few
-        )
-        once = runs[precision, few]["train_s"] - few * slopes[precision]
-        print(f"{precision}: {slopes[precision]:.3f} s per step, {once:.1f} s once")
+    seconds = {key: run["train_s"] for key, run in runs.items()}
+    slopes = print_slopes(seconds, ("fp32", "bf16"), few, many)
     print(f"bf16 / fp32, time per step: {slopes['bf16'] / slopes['fp32']:.2f}")
 
 

@@ -18,6 +18,7 @@ from safetensors.torch import load_file
 
 from tests.clip_fixtures import make_shards, make_tokenizer
 from tests.test_captioner import GENERATE, TINY_CLIP_PREFIX, TINY_VIT_GPT2
+from tests.test_runtime import linear_model, mse, regression_batches
 from vlcore.data.stream import ShardStream
 from vlcore.io import read_json
 from vlcore.models.clip import build_clip, encode_images, encode_texts, load_clip, save_clip
@@ -62,25 +63,9 @@ def test_runtime_picks_the_gpu_and_bf16():
     assert product.dtype == torch.bfloat16
 
 
-def _regression_batches(epoch: int) -> list[dict[str, torch.Tensor]]:
-    g = torch.Generator().manual_seed(epoch)
-    x = torch.randn(6, 16, 4, generator=g)
-    y = x @ torch.tensor([[1.5], [-2.0], [0.5], [3.0]])
-    return [{"x": x[i], "y": y[i]} for i in range(6)]
-
-
-def _mse(model, batch):
-    return torch.nn.functional.mse_loss(model(batch["x"]).float(), batch["y"])
-
-
-def _linear_model() -> torch.nn.Module:
-    torch.manual_seed(0)
-    return torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1))
-
-
 def test_the_loop_learns_on_the_gpu_and_records_the_device(tmp_path):
     config = TrainConfig(**{**LOOP, "max_steps": 60, "lr": 5e-2})
-    history = fit(_linear_model(), _mse, _regression_batches, None, config, tmp_path)
+    history = fit(linear_model(), mse, regression_batches, None, config, tmp_path)
     losses = [loss for _, loss, _ in history["train"]]
     assert losses[-1] < 0.2 * losses[0]
     finite_fp32_weights(tmp_path / "model.safetensors")
@@ -91,11 +76,11 @@ def test_compiled_training_on_the_gpu_matches_eager(tmp_path):
     """CUDA kernels from inductor train the same weights as eager (fp32, so the comparison is
     about compiling, not bf16 rounding)."""
     config = {**LOOP, "max_steps": 8, "lr": 1e-2, "precision": "fp32"}
-    fit(_linear_model(), _mse, _regression_batches, None, TrainConfig(**config), tmp_path / "a")
+    fit(linear_model(), mse, regression_batches, None, TrainConfig(**config), tmp_path / "a")
     torch._dynamo.reset()
     torch._dynamo.utils.counters.clear()
     compiled = TrainConfig(**config, compile=True)
-    fit(_linear_model(), _mse, _regression_batches, None, compiled, tmp_path / "b")
+    fit(linear_model(), mse, regression_batches, None, compiled, tmp_path / "b")
     a = load_file(tmp_path / "a" / "model.safetensors")
     b = load_file(tmp_path / "b" / "model.safetensors")
     assert a.keys() == b.keys()

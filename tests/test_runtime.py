@@ -93,25 +93,29 @@ def test_cpu_bf16_multi_head_attention_trains_in_fp32():
         assert torch.isfinite(param.grad).all() and param.grad.abs().sum() > 0, name
 
 
-def _batches(epoch: int) -> list[dict[str, torch.Tensor]]:
+def regression_batches(epoch: int) -> list[dict[str, torch.Tensor]]:
+    """Six batches of a linear regression, the same on any device (test_gpu.py uses them too)."""
     g = torch.Generator().manual_seed(epoch)
     x = torch.randn(6, 16, 4, generator=g)
     y = x @ torch.tensor([[1.5], [-2.0], [0.5], [3.0]])
     return [{"x": x[i], "y": y[i]} for i in range(6)]
 
 
-def _mse(model, batch):
+def mse(model, batch):
     return F.mse_loss(model(batch["x"]).float(), batch["y"])
 
 
-def test_the_loop_learns_under_cpu_bf16_and_records_it(tmp_path: Path):
+def linear_model() -> torch.nn.Module:
     torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1))
+    return torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1))
+
+
+def test_the_loop_learns_under_cpu_bf16_and_records_it(tmp_path: Path):
     config = TrainConfig(
         max_steps=60, lr=5e-2, warmup_steps=2, val_every=0, ckpt_every=0, log_every=1,
         device="cpu", precision="bf16",
     )  # fmt: skip
-    history = fit(model, _mse, _batches, None, config, tmp_path)
+    history = fit(linear_model(), mse, regression_batches, None, config, tmp_path)
     losses = [loss for _, loss, _ in history["train"]]
     assert losses[-1] < 0.2 * losses[0]
     for name, value in load_file(tmp_path / "model.safetensors").items():
