@@ -82,6 +82,18 @@ def base_settings(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     return base
 
 
+def train_once(exp_dir: Path, captioner: str, settings: dict, what: str, env=None) -> dict:
+    """One training run in a child process of this script: its seconds and last loss."""
+    out = subprocess.run(
+        [sys.executable, __file__, str(exp_dir), "--one", "--captioner", captioner,
+         "--settings", json.dumps(settings)],
+        env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if out.returncode != 0:
+        raise SystemExit(f"{what} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def print_slopes(seconds: dict, modes: tuple[str, ...], few: int, many: int) -> dict:
     """Each mode's seconds per step (the slope between the two step counts) and what it pays
     once (the intercept), printed; returns the slopes."""
@@ -114,14 +126,8 @@ def main() -> None:
         for mode, steps in plan:
             settings = {**base, "max_steps": steps, "compile": mode != "eager"}
             print(f"training {mode}, {steps} steps ...", flush=True)
-            out = subprocess.run(
-                [sys.executable, __file__, str(exp_dir), "--one", "--captioner", args.captioner,
-                 "--settings", json.dumps(settings)],
-                env=env, capture_output=True, text=True, check=False,
-            )  # fmt: skip
-            if out.returncode != 0:
-                raise SystemExit(f"{mode}, {steps} steps failed:\n{out.stderr[-3000:]}")
-            seconds[mode, steps] = json.loads(out.stdout.strip().splitlines()[-1])["train_s"]
+            run = train_once(exp_dir, args.captioner, settings, f"{mode}, {steps} steps", env)
+            seconds[mode, steps] = run["train_s"]
             print(f"  {seconds[mode, steps]:.1f} s", flush=True)
 
     print(f"\n{args.captioner}, one thread per run | steps | training s")

@@ -15,24 +15,9 @@ elsewhere bf16 is emulated and this script shows what that costs.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
-from compile_step import base_settings, print_slopes, step_parser
-
-
-def train_once(exp_dir: Path, captioner: str, settings: dict) -> dict:
-    """One training run in a child process (compile_step.py's), its seconds and last loss."""
-    out = subprocess.run(
-        [sys.executable, str(Path(__file__).with_name("compile_step.py")), str(exp_dir),
-         "--one", "--captioner", captioner, "--settings", json.dumps(settings)],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    if out.returncode != 0:
-        raise SystemExit(f"{settings['precision']} run failed:\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+from compile_step import base_settings, print_slopes, step_parser, train_once
 
 
 def main() -> None:
@@ -47,7 +32,8 @@ def main() -> None:
         for steps in (few, many):
             print(f"training {precision}, {steps} steps ...", flush=True)
             settings = {**base, "max_steps": steps, "precision": precision}
-            runs[precision, steps] = train_once(exp_dir, args.captioner, settings)
+            what = f"{precision}, {steps} steps"
+            runs[precision, steps] = train_once(exp_dir, args.captioner, settings, what)
             print(f"  {runs[precision, steps]['train_s']:.1f} s", flush=True)
 
     print(f"\n{args.captioner}, one thread per run | steps | training s | last loss")

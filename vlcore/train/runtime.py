@@ -110,12 +110,12 @@ def setup_runtime(device: str = "auto", precision: str = "auto") -> Runtime:
         torch.cuda.set_device(dev)
     if world_size > 1 and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
+    native = torch.cuda.is_bf16_supported() if dev.type == "cuda" else cpu_has_native_bf16()
     if precision == "auto":
-        native = torch.cuda.is_bf16_supported() if dev.type == "cuda" else cpu_has_native_bf16()
         precision = "bf16" if native else "fp32"
     if precision not in ("fp32", "bf16"):
         raise ValueError(f"precision must be auto, fp32 or bf16, got {precision!r}")
-    if precision == "bf16" and dev.type == "cpu" and not cpu_has_native_bf16():
+    if precision == "bf16" and dev.type == "cpu" and not native:
         logger.warning(
             "precision bf16 on a CPU without AMX-BF16: its bf16 matrix products are slower "
             "than fp32 ones (bench/bf16_matmul.py); precision auto trains in fp32 here"
