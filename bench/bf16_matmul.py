@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bf16_matmul.py
     .venv/bin/python bench/bf16_matmul.py --isa DEFAULT AVX512_CORE_BF16 AVX512_CORE AVX2
+    .venv/bin/python bench/bf16_matmul.py --attention
 
 Times the captioners' typical training products (a batch of 128 texts x 30 tokens through a
 128-wide layer) in fp32 and bf16 and prints bf16 / fp32. Each ``--isa`` runs in a process of
@@ -10,6 +11,10 @@ products on the CPU) may use, so one AMX machine also shows what a CPU without A
 (``AVX512_CORE_BF16``), without bf16 instructions (``AVX512_CORE``) or with AVX2 only would
 get. fp32 products go through another library and do not change with it. This is why
 ``precision: auto`` picks bf16 only on CPUs with AMX (``vlcore/train/runtime.py``).
+
+``--attention`` times ``scaled_dot_product_attention`` forward and backward instead, at the
+captioners' sizes (a decoder's causal self-attention; its cross-attention to 64 image tokens):
+why attention stays fp32 under CPU autocast.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ import sys
 import time
 
 SHAPES = [(3840, 128, 256), (3840, 256, 128)]  # (rows, in, out)
+# (texts, heads, query tokens, key tokens, head width, causal)
+ATTENTION = [(128, 4, 30, 30, 32, True), (128, 4, 30, 64, 32, False)]
 
 
 def product_ms(rows: int, inner: int, cols: int, dtype_name: str, repeats: int = 50) -> float:
@@ -37,29 +44,54 @@ def product_ms(rows: int, inner: int, cols: int, dtype_name: str, repeats: int =
     return (time.perf_counter() - start) / repeats * 1e3
 
 
-def one_isa() -> None:
+def attention_ms(texts, heads, queries, keys, width, causal, dtype_name, repeats=10) -> float:
+    """Forward and backward of one attention call, in milliseconds."""
+    import torch
+    import torch.nn.functional as F
+
+    dtype = getattr(torch, dtype_name)
+    q = torch.randn(texts, heads, queries, width).to(dtype).requires_grad_()
+    k, v = (torch.randn(texts, heads, keys, width).to(dtype).requires_grad_() for _ in range(2))
+
+    def step():
+        F.scaled_dot_product_attention(q, k, v, is_causal=causal).sum().backward()
+
+    for _ in range(3):
+        step()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        step()
+    return (time.perf_counter() - start) / repeats * 1e3
+
+
+def one_isa(attention: bool) -> None:
     """The child process: every shape in both precisions, as JSON."""
     import torch
 
     torch.set_num_threads(1)
-    out = [{"shape": shape, **{name: product_ms(*shape, name) for name in ("float32", "bfloat16")}}
-           for shape in SHAPES]  # fmt: skip
+    shapes, timer = (ATTENTION, attention_ms) if attention else (SHAPES, product_ms)
+    out = [{"shape": shape[:5], **{name: timer(*shape, name) for name in ("float32", "bfloat16")}}
+           for shape in shapes]  # fmt: skip
     print(json.dumps(out))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--isa", nargs="+", default=["DEFAULT"], help="ONEDNN_MAX_CPU_ISA values")
+    parser.add_argument(
+        "--attention", action="store_true", help="time attention (forward + backward) instead"
+    )
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        one_isa()
+        one_isa(args.attention)
         return
-    print("oneDNN ISA cap | rows x in x out | fp32 ms | bf16 ms | bf16 / fp32")
+    what = "texts x heads x q x k x width" if args.attention else "rows x in x out"
+    print(f"oneDNN ISA cap | {what} | fp32 ms | bf16 ms | bf16 / fp32")
     for isa in args.isa:
         env = {**os.environ, "ONEDNN_MAX_CPU_ISA": isa}
-        out = subprocess.run([sys.executable, __file__, "--one"], env=env, capture_output=True,
-                             text=True, check=False)  # fmt: skip
+        command = [sys.executable, __file__, "--one", *(["--attention"] if args.attention else [])]
+        out = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
         if out.returncode != 0:
             raise SystemExit(f"ONEDNN_MAX_CPU_ISA={isa} failed:\n{out.stderr[-2000:]}")
         for row in json.loads(out.stdout.strip().splitlines()[-1]):

@@ -20,3 +20,15 @@ def test_command_line_prints_a_ratio_per_shape_and_isa():
     for row in rows:
         fp32, bf16, ratio = (float(cell) for cell in row[2:])
         assert fp32 > 0 and bf16 > 0 and abs(ratio - bf16 / fp32) < 0.02 * ratio + 0.01
+
+
+def test_attention_is_timed_forward_and_backward_at_the_captioners_sizes():
+    command = [sys.executable, str(REPO / "bench" / "bf16_matmul.py"), "--attention"]
+    out = subprocess.run(command, capture_output=True, text=True, check=False, cwd=REPO)
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = out.stdout.splitlines()
+    assert "texts x heads x q x k x width" in lines[0]
+    rows = [[cell.strip() for cell in line.split("|")] for line in lines[1:]]
+    assert [row[1] for row in rows] == ["128x4x30x30x32", "128x4x30x64x32"]
+    for row in rows:
+        assert float(row[2]) > 0 and float(row[3]) > 0

@@ -6,7 +6,8 @@ process group when launched by ``torchrun`` (``WORLD_SIZE`` > 1): NCCL on GPUs, 
 On a CPU with AMX-BF16 tiles (Intel Xeon since Sapphire Rapids) ``precision: auto`` trains
 under bf16 autocast too: matrix products run several times faster there than in fp32. Attention
 stays in fp32 under CPU autocast, because PyTorch's bf16 attention kernels on the CPU are
-several times slower than its fp32 ones (``bench/cpu_bf16_step.py`` measures both).
+several times slower than its fp32 ones (``bench/bf16_matmul.py --attention``; the whole
+training step: ``bench/cpu_bf16_step.py``).
 """
 
 from __future__ import annotations
