@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import pytest
 
+import vlcore.metrics.captions as captions
 from tests.clip_fixtures import make_shards
 from vlcore.data.shard import read_split
 from vlcore.pipeline.evaluate import (
@@ -72,6 +74,37 @@ def test_model_rows_sit_beside_reference_rows(shards, tmp_path):
         str(tmp_path / "cider.json"),
     )  # fmt: skip
     assert set(table["experiments"]["tiny"]["rows"]) == {"copy", "human", "most_frequent"}
+
+
+class _FakeMeteor:
+    """Stands in for METEOR's JVM: a constant score, and a count of the calls."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def score(self, gts, res):
+        self.calls += 1
+        return 0.25, [0.25] * len(res)
+
+
+def test_reference_rows_share_one_meteor_session(shards, tmp_path, monkeypatch):
+    """The human row (one scoring per round) and both baselines are scored in one METEOR
+    session: its JVM start-up (about 5 s) is paid once per rule, not once per row."""
+    sessions = []
+
+    @contextlib.contextmanager
+    def fake_session():
+        sessions.append(_FakeMeteor())
+        yield sessions[-1]
+
+    monkeypatch.setattr(captions, "meteor_session", fake_session)
+    settings = {**SETTINGS, "metrics": ["BLEU", "METEOR", "ROUGE_L", "CIDEr"]}
+    out = tmp_path / "base.json"
+    rows = caption_baselines(str(shards), None, "en", settings, str(out))["rows"]
+    assert len(sessions) == 1
+    rounds = min(len(caps) for caps in references(shards).values())
+    assert sessions[0].calls == rounds + 1  # the human row's rounds, then most_frequent
+    assert rows["human"]["METEOR"] == rows["most_frequent"]["METEOR"] == 0.25
 
 
 def test_missing_predictions_are_an_error(shards, tmp_path):

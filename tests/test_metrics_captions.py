@@ -11,7 +11,7 @@ from pycocoevalcap.cider.cider import Cider
 from pycocoevalcap.rouge.rouge import Rouge
 from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
 
-from vlcore.metrics import human_agreement, score_captions, segment_chinese
+from vlcore.metrics import METRICS, human_agreement, meteor_for, score_captions, segment_chinese
 from vlcore.metrics.captions import METEOR_ZH_REASON, SPICE_REASON
 
 SUBJECTS = ["dog", "cat", "man", "woman", "boy", "girl", "horse", "bird", "cow", "sheep",
@@ -141,13 +141,29 @@ def test_human_agreement_is_leave_one_out():
     assert report["SPICE"]["available"] is False
 
 
-def test_human_agreement_with_meteor_reuses_one_closed_jvm():
-    """The second (and last) METEOR run of this file: one JVM for all rounds, closed after."""
+def test_one_meteor_session_serves_several_scorings(english):
+    """The second (and last) METEOR run of this file: one JVM for every round of the human
+    row and for a model's scores, kept open between the calls and closed after the block."""
     refs = {i: REFS[i][:3] for i in range(4)}
-    report = human_agreement(refs)
+    with meteor_for(METRICS, "en") as session:
+        report = human_agreement(refs, meteor=session)
+        assert session.meteor_p.poll() is None  # the caller's session stays open
+        again = score_captions(PREDICTIONS, REFS, lang="en", meteor=session)
+        assert _java_children() == [session.meteor_p.pid]
     assert report["rounds"] == 3
     assert all(0.0 < r["METEOR"] < 1.0 for r in report["per_round"])
     assert report["METEOR"] == pytest.approx(sum(r["METEOR"] for r in report["per_round"]) / 3)
+    # the same numbers as with a session of its own (the fixture's)
+    assert again["METEOR"] == english["METEOR"]
+    assert again["per_image"] == english["per_image"]
+    assert _java_children() == []
+
+
+def test_meteor_for_is_none_where_meteor_is_not_scored():
+    with meteor_for(["BLEU", "CIDEr"], "en") as session:
+        assert session is None
+    with meteor_for(METRICS, "zh") as session:
+        assert session is None
     assert _java_children() == []
 
 

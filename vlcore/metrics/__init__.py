@@ -13,6 +13,7 @@ Each module's docstring cites its source and the version of the protocol it foll
 from vlcore.metrics.captions import (
     METRICS,
     human_agreement,
+    meteor_for,
     score_captions,
     score_captions_leave_one_out,
 )
@@ -24,6 +25,7 @@ __all__ = [
     "METRICS",
     "chance_recall",
     "human_agreement",
+    "meteor_for",
     "score_captions_leave_one_out",
     "normalize_answer",
     "question_accuracy",

@@ -29,10 +29,12 @@ from vlcore.data.shard import read_split
 from vlcore.io import read_json, write_json
 from vlcore.metrics import (
     human_agreement,
+    meteor_for,
     score_captions,
     score_captions_leave_one_out,
     vqa_accuracy,
 )
+from vlcore.metrics.meteor import ClosableMeteor
 from vlcore.metrics.vqa import normalize_answer
 
 logger = logging.getLogger(__name__)
@@ -73,8 +75,10 @@ def score_prediction_set(
     refs: dict[int, list[str]],
     lang: str,
     settings: dict[str, Any],
+    meteor: ClosableMeteor | None = None,
 ) -> dict[str, Any]:
-    """Full metrics against all references, plus the leave-one-out columns."""
+    """Full metrics against all references, plus the leave-one-out columns; ``meteor``: an
+    open session to score METEOR with (see :func:`vlcore.metrics.meteor_for`)."""
     missing = sorted(set(refs) - set(predictions))
     if missing:
         raise ValueError(
@@ -83,7 +87,7 @@ def score_prediction_set(
         )
     predictions = {key: predictions[key] for key in refs}
     segmenter = settings["segmenter"]
-    full = score_captions(predictions, refs, lang, segmenter, settings["metrics"])
+    full = score_captions(predictions, refs, lang, segmenter, settings["metrics"], meteor)
     loo_metrics = [m for m in LOO_METRICS if m in settings["metrics"]]
     loo = score_captions_leave_one_out(predictions, refs, lang, segmenter, loo_metrics)
     row = _corpus(full)
@@ -96,9 +100,11 @@ def score_model_captions(
     results_json: str, shards_dir: str, lang: str, settings: dict[str, Any], out_json: str
 ) -> dict[str, Any]:
     """Score one captioner's test-split captions; write the detail JSON (per image too)."""
-    refs = references(shards_dir, settings["split"])
-    predictions = read_caption_results(results_json)
-    scored = score_prediction_set(predictions, refs, lang, settings)
+    # METEOR's JVM loads while the references are read and tokenized
+    with meteor_for(settings["metrics"], lang) as meteor:
+        refs = references(shards_dir, settings["split"])
+        predictions = read_caption_results(results_json)
+        scored = score_prediction_set(predictions, refs, lang, settings, meteor)
     detail = {
         **scored,
         "split": settings["split"],
@@ -159,20 +165,25 @@ def nearest_neighbour_captions(shards_dir: str, clip_dir: str, split: str) -> di
 def caption_baselines(
     shards_dir: str, clip_dir: str | None, lang: str, settings: dict[str, Any], out_json: str
 ) -> dict[str, Any]:
-    """The reference rows: human agreement, nearest neighbour (needs CLIP), most frequent."""
+    """The reference rows: human agreement, nearest neighbour (needs CLIP), most frequent.
+
+    One METEOR session scores all three; its JVM loads while CLIP encodes the images."""
     split = settings["split"]
-    refs = references(shards_dir, split)
-    human = human_agreement(refs, lang, settings["segmenter"], settings["metrics"])
-    rows: dict[str, Any] = {"human": _corpus(human)}
-    rows["human"].update({f"{key}_loo": human[key] for key in ("CIDEr", "BLEU-4") if key in human})
-    train_rows = read_split(shards_dir, "train", columns=("captions",))
-    frequent = most_frequent_caption(row["captions"] for row in train_rows)
-    baselines = {"most_frequent": {image_id: frequent for image_id in refs}}
-    if clip_dir is not None:
-        nn = nearest_neighbour_captions(shards_dir, clip_dir, split)
-        baselines["nearest_neighbour"] = {image_id: nn[image_id] for image_id in refs}
-    for name, predictions in baselines.items():
-        rows[name] = score_prediction_set(predictions, refs, lang, settings)["row"]
+    with meteor_for(settings["metrics"], lang) as meteor:
+        refs = references(shards_dir, split)
+        train_rows = read_split(shards_dir, "train", columns=("captions",))
+        frequent = most_frequent_caption(row["captions"] for row in train_rows)
+        baselines = {"most_frequent": {image_id: frequent for image_id in refs}}
+        if clip_dir is not None:
+            nn = nearest_neighbour_captions(shards_dir, clip_dir, split)
+            baselines["nearest_neighbour"] = {image_id: nn[image_id] for image_id in refs}
+        human = human_agreement(refs, lang, settings["segmenter"], settings["metrics"], meteor)
+        rows: dict[str, Any] = {"human": _corpus(human)}
+        rows["human"].update(
+            {f"{key}_loo": human[key] for key in ("CIDEr", "BLEU-4") if key in human}
+        )
+        for name, predictions in baselines.items():
+            rows[name] = score_prediction_set(predictions, refs, lang, settings, meteor)["row"]
     result = {
         "rows": rows,
         "split": split,
