@@ -149,8 +149,13 @@ def captioner_inputs(wildcards):
     return inputs
 
 
+def vqa_captioner(wildcards):
+    """The captioner that answers the experiment's VQA questions (``captioners: vqa_with``)."""
+    return experiment(wildcards)["captioners"]["vqa_with"]
+
+
 def vqa_captioner_model(wildcards):
-    name = experiment(wildcards)["captioners"]["vqa_with"]
+    name = vqa_captioner(wildcards)
     return rules.train_captioner.output.model.format(exp=wildcards.exp, captioner=name)
 
 

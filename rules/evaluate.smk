@@ -62,5 +62,6 @@ rule score_vqa:
         runtime=30,
     params:
         evaluation=evaluation_settings,
+        captioner=vqa_captioner,
     script:
         "../scripts/score_vqa.py"

@@ -9,4 +9,5 @@ with rule_logging(snakemake.log[0]):
         snakemake.input.shards,
         snakemake.params.evaluation["split"],
         snakemake.output.scores,
+        captioner=snakemake.params.captioner,
     )

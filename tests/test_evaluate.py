@@ -124,8 +124,9 @@ def test_score_vqa_with_perfect_and_prior_answers(shards, tmp_path):
     ]
     (tmp_path / "answers.json").write_text(json.dumps(answers))
     result = score_vqa(
-        str(tmp_path / "answers.json"), str(shards), "test", str(tmp_path / "v.json")
+        str(tmp_path / "answers.json"), str(shards), "test", str(tmp_path / "v.json"), "vit_gpt2"
     )
+    assert json.loads((tmp_path / "v.json").read_text())["captioner"] == "vit_gpt2"
     assert result["n_questions"] == len(questions)
     assert result["model"]["overall"] > 90
     assert result["prior"]["overall"] < result["model"]["overall"]

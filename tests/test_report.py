@@ -58,7 +58,8 @@ def tables(tmp: Path, names: list[str]) -> dict[str, Path]:
         for name in names
     }  # fmt: skip
     block = {"overall": 40.0, "per_answer_type": {"yes/no": 60.0}, "per_question_type": {"is the": 60.0}}  # fmt: skip
-    vqa = {"a": {"model": block, "prior": block, "n_questions": 30, "split": "test"}}
+    vqa = {"a": {"captioner": "clip_prefix", "model": block, "prior": block, "n_questions": 30,
+                 "split": "test"}}  # fmt: skip
     t2i = {
         name: {"prompts": 3, "clip_score": {"random": 0.1, "top1": 0.2},
                "attribute_accuracy": {"random": 20.0, "real": 90.0, "unit": "percent"}}
@@ -119,13 +120,15 @@ def test_vqa_grid_colours_answers_by_accuracy(shards: Path, tmp_path: Path):
     first = rows[0]["questions"][0]
     answers = [{"question_id": first["question_id"], "answer": first["multiple_choice_answer"]}]
     (tmp_path / "answers.json").write_text(json.dumps(answers))
-    write_json({"per_question": {str(first["question_id"]): 100.0}}, tmp_path / "vqa.json")
+    scores = {"captioner": "vit_gpt2", "per_question": {str(first["question_id"]): 100.0}}
+    write_json(scores, tmp_path / "vqa.json")
     shown = vqa_grid(shards, "test", tmp_path / "answers.json", tmp_path / "vqa.json",
                      tmp_path / "vqa.html", "VQA", n=2, questions_per_image=2)  # fmt: skip
     page = (tmp_path / "vqa.html").read_text()
     assert shown == 4 and page.count("<img ") == 2
     assert page.count('class="right"') == 1 and "not answered" in page
     assert "×" in page  # human answers are counted
+    assert page.count(">vit_gpt2<") == 4 and ">model<" not in page  # who answered
 
 
 def test_fmt():
@@ -141,7 +144,14 @@ def test_every_table_renders_with_reference_rows(tmp_path: Path):
     assert cider.count('class="reference"') == 6 and "n/a" in cider  # 3 reference rows x 2
     assert cider.index(">vit_gpt2<") < cider.index(">human<")  # models first
     assert (tmp_path / "retrieval.html").read_text().count('class="reference"') == 2
-    assert "question-type prior" in (tmp_path / "vqa.html").read_text()
+    vqa = (tmp_path / "vqa.html").read_text()
+    assert "question-type prior" in vqa
+    assert vqa.count(">clip_prefix<") == 2  # the answering captioner's row, in both tables
+    unnamed = json.loads(paths["vqa"].read_text())  # scores from before the name was kept
+    del unnamed["experiments"]["a"]["captioner"]
+    write_json(unnamed, tmp_path / "unnamed.json")
+    render_table("vqa", tmp_path / "unnamed.json", tmp_path / "unnamed.html")
+    assert (tmp_path / "unnamed.html").read_text().count(">model<") == 2
     t2i = (tmp_path / "t2i.html").read_text()  # the generic layout: every block of numbers
     assert "clip_score" in t2i and "attribute_accuracy" in t2i and "percent" not in t2i
     (tmp_path / "bad.json").write_text("[]")

@@ -223,8 +223,11 @@ def vqa_prior_answers(train_questions: Iterable[dict], questions: list[dict]) ->
     return out
 
 
-def score_vqa(answers_json: str, shards_dir: str, split: str, out_json: str) -> dict[str, Any]:
-    """Official VQA v2 accuracy of the answers, with the question-type prior beside it."""
+def score_vqa(
+    answers_json: str, shards_dir: str, split: str, out_json: str, captioner: str | None = None
+) -> dict[str, Any]:
+    """Official VQA v2 accuracy of the answers, with the question-type prior beside it;
+    ``captioner`` (the one that answered) is recorded beside the ``model`` row."""
     questions = split_questions(shards_dir, split)
     if not questions:
         raise ValueError(f"the {split} split of {shards_dir} has no VQA question to score")
@@ -233,6 +236,7 @@ def score_vqa(answers_json: str, shards_dir: str, split: str, out_json: str) -> 
     prior = vqa_accuracy(vqa_prior_answers(train_questions, questions), questions)
     summary = {k: model[k] for k in ("overall", "per_answer_type", "per_question_type")}
     result = {
+        "captioner": captioner,
         "model": summary,
         "prior": {k: prior[k] for k in ("overall", "per_answer_type", "per_question_type")},
         "n_questions": model["n_questions"],
@@ -241,7 +245,12 @@ def score_vqa(answers_json: str, shards_dir: str, split: str, out_json: str) -> 
         "per_question": {str(k): v for k, v in model["per_question"].items()},
     }
     write_json(result, out_json)
-    logger.info("VQA accuracy %.2f (prior %.2f)", model["overall"], prior["overall"])
+    logger.info(
+        "VQA accuracy of %s: %.2f (prior %.2f)",
+        captioner or "the answers",
+        model["overall"],
+        prior["overall"],
+    )
     return result
 
 

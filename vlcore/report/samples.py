@@ -101,8 +101,11 @@ def vqa_grid(
     """
     answers = {int(a["question_id"]): a["answer"] for a in read_json(answers_json)}
     per_question: dict[str, float] = {}
+    who = "model"  # the answering captioner's name, when the scores record it
     if scores_json is not None:
-        per_question = read_json(scores_json).get("per_question", {})
+        scores = read_json(scores_json)
+        per_question = scores.get("per_question", {})
+        who = scores.get("captioner") or who
     rows = first_rows(shards_dir, split, n, ("image_id", "key", "image", "questions"), "questions")
     cards, shown = [], 0
     for row in rows:
@@ -119,7 +122,7 @@ def vqa_grid(
                 for a, c in Counter(q["answers"]).most_common()
             )
             lines.append(("<b>Q</b>", esc(q["question"])))
-            lines.append(("model", f'<span class="{cls}">{answer}</span>{score}'))
+            lines.append((esc(who), f'<span class="{cls}">{answer}</span>{score}'))
             lines.append(("humans", humans))
             shown += 1
         cards.append(

@@ -119,7 +119,8 @@ def vqa_html(data: dict[str, Any]) -> str:
         "answers each question with the most frequent training answer of its question type.</p>"
     ]
     for name, exp in data["experiments"].items():
-        entries = (("model", exp["model"]), ("question-type prior", exp["prior"]))
+        label = esc(exp.get("captioner") or "model")
+        entries = ((label, exp["model"]), ("question-type prior", exp["prior"]))
         meta = f"{fmt(exp.get('n_questions'))} questions, {esc(exp.get('split', ''))} split"
         parts.append(f"<h2>{esc(name)} <small>({meta})</small></h2>")
         for block, title in (("per_answer_type", "answer type"), ("per_question_type", "question type")):  # fmt: skip
