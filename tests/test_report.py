@@ -171,7 +171,7 @@ def test_compare_puts_experiments_side_by_side(shards: Path, tmp_path: Path):
     rows = {r["metric"]: r for s in result["sections"] for r in s["rows"]}
     assert rows["CIDEr clip_prefix"]["values"] == {"a": 0.6, "b": None}
     assert rows["CIDEr human"]["reference"] and not rows["CIDEr vit_gpt2"]["reference"]
-    assert rows["accuracy"]["values"] == {"a": 40.0, "b": None}
+    assert rows["accuracy clip_prefix"]["values"] == {"a": 40.0, "b": None}
     assert rows["top-1 reranked"]["values"] == {"a": 0.2, "b": 0.2}  # CLIP score
     assert rows["real images"]["reference"] and rows["real images"]["values"]["a"] == 90.0
     assert rows["prompts"]["values"] == {"a": 3, "b": 3}

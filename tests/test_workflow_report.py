@@ -107,7 +107,7 @@ def test_experiments_sit_side_by_side(two_experiments: Path):
     assert compare["experiments"] == list(EXPERIMENTS)
     rows = {r["metric"]: r["values"] for s in compare["sections"] for r in s["rows"]}
     assert rows["rows in"] == {"default": 60, "synthetic_zh": 48}
-    for metric in ("CIDEr vit_gpt2", "CIDEr human", "image→text R@1", "accuracy"):
+    for metric in ("CIDEr vit_gpt2", "CIDEr human", "image→text R@1", "accuracy clip_prefix"):
         assert all(rows[metric][e] is not None for e in EXPERIMENTS), metric
     md = (two_experiments / "results" / "compare.md").read_text()
     assert "| | default | synthetic_zh |" in md and "| rows in | 60 | 48 |" in md

@@ -91,11 +91,20 @@ def caption_section(experiments: Sequence[str], table: dict[str, Any]) -> dict:
 
 
 def vqa_section(experiments: Sequence[str], table: dict[str, Any]) -> dict:
+    """One accuracy row per answering captioner (as the caption section has one per
+    captioner), then the prior; scores that do not name their captioner go in "accuracy"."""
     entries = table["experiments"]
-    rows = [
-        _row(
-            "accuracy", {e: entries.get(e, {}).get("model", {}).get("overall") for e in experiments}
-        ),
+    answered = [e for e in experiments if e in entries]
+    rows = []
+    for captioner in dict.fromkeys(entries[e].get("captioner") for e in answered):
+        values = {
+            e: entries[e].get("model", {}).get("overall")
+            if e in answered and entries[e].get("captioner") == captioner
+            else None
+            for e in experiments
+        }
+        rows.append(_row(f"accuracy {captioner}" if captioner else "accuracy", values))
+    rows += [
         _row(
             "question-type prior",
             {e: entries.get(e, {}).get("prior", {}).get("overall") for e in experiments},
