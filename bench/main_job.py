@@ -46,6 +46,28 @@ def read_benchmarks(workdir: Path) -> list[tuple[str, str, float, float]]:
     return rows
 
 
+def timeline(workdir: Path) -> list[tuple[float, float, str, str]]:
+    """(start, end, rule, wildcards) of every benchmarked job, in seconds from the first
+    start, sorted by start. Snakemake writes a job's benchmark file when the job ends, so
+    the file's modification time is its end and the end minus the job's seconds its start."""
+    jobs = []
+    for rule, wildcards, seconds, _ in read_benchmarks(workdir):
+        end = (workdir / "benchmarks" / rule / f"{wildcards}.tsv").stat().st_mtime
+        jobs.append((end - seconds, end, rule, wildcards))
+    if not jobs:
+        return []
+    first = min(start for start, _, _, _ in jobs)
+    return sorted((start - first, end - first, r, w) for start, end, r, w in jobs)
+
+
+def print_timeline(jobs: list[tuple[float, float, str, str]]) -> None:
+    """When each job ran, so the chain the wall time waited on can be read off: the job
+    that ends last, and before it the jobs that ended as it started."""
+    print(f"\ntimeline (s from the first job's start)\n{'start':>7} {'end':>7}  job")
+    for start, end, rule, wildcards in jobs:
+        print(f"{start:>7.1f} {end:>7.1f}  {rule} {wildcards}")
+
+
 def snakemake_command(args: argparse.Namespace) -> list[str]:
     """The snakemake call; the targets come first, because ``--configfile`` and ``--config``
     take every value that follows them."""
@@ -90,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"{rule:<22} {wildcards:<28} {seconds:>8.1f} {seconds / total_rules:>6.1%} {rss:>10.0f}"
         )
+    print_timeline(timeline(workdir))
     print(
         f"\nsum of rule times {total_rules:.1f} s; wall time {wall:.1f} s with {args.cores} cores"
     )
