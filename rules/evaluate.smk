@@ -31,6 +31,9 @@ rule score_caption_baselines:
         "logs/score_caption_baselines/{exp}.log",
     benchmark:
         "benchmarks/score_caption_baselines/{exp}.tsv"
+    # after the trainers (not between train_clip and clip_prefix, the long path), but among
+    # the first jobs after them: it is the longest of the scoring rules (docs/time.md)
+    priority: 1
     conda:
         "../envs/vlcore.yaml"
     threads: 1
