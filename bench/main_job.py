@@ -46,12 +46,15 @@ def read_benchmarks(workdir: Path) -> list[tuple[str, str, float, float]]:
     return rows
 
 
-def timeline(workdir: Path) -> list[tuple[float, float, str, str]]:
-    """(start, end, rule, wildcards) of every benchmarked job, in seconds from the first
-    start, sorted by start. Snakemake writes a job's benchmark file when the job ends, so
-    the file's modification time is its end and the end minus the job's seconds its start."""
+def timeline(
+    workdir: Path, rows: list[tuple[str, str, float, float]]
+) -> list[tuple[float, float, str, str]]:
+    """(start, end, rule, wildcards) of the benchmarked jobs ``rows`` (:func:`read_benchmarks`),
+    in seconds from the first start, sorted by start. Snakemake writes a job's benchmark file
+    when the job ends, so the file's modification time is its end and the end minus the job's
+    seconds its start."""
     jobs = []
-    for rule, wildcards, seconds, _ in read_benchmarks(workdir):
+    for rule, wildcards, seconds, _ in rows:
         end = (workdir / "benchmarks" / rule / f"{wildcards}.tsv").stat().st_mtime
         jobs.append((end - seconds, end, rule, wildcards))
     if not jobs:
@@ -112,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"{rule:<22} {wildcards:<28} {seconds:>8.1f} {seconds / total_rules:>6.1%} {rss:>10.0f}"
         )
-    print_timeline(timeline(workdir))
+    print_timeline(timeline(workdir, rows))
     print(
         f"\nsum of rule times {total_rules:.1f} s; wall time {wall:.1f} s with {args.cores} cores"
     )

@@ -39,11 +39,11 @@ def test_timeline_reads_each_jobs_end_from_its_benchmark_file(tmp_path):
         path.parent.mkdir(parents=True)
         path.write_text(f"{header}{seconds}\t0:00:00\t100.0\n")
         os.utime(path, (end, end))
-    jobs = main_job.timeline(tmp_path)
+    jobs = main_job.timeline(tmp_path, main_job.read_benchmarks(tmp_path))
     # starts: 1000 (both trainers), 1302 (scoring); offsets from the first start
     assert jobs == [
         (0.0, 100.0, "train_clip", "default"),
         (0.0, 300.0, "train_captioner", "default-vit_gpt2"),
         (302.0, 312.0, "score_captions", "default-vit_gpt2"),
     ]
-    assert main_job.timeline(tmp_path / "nothing") == []
+    assert main_job.timeline(tmp_path / "nothing", []) == []

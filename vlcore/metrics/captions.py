@@ -175,11 +175,16 @@ def meteor_for(metrics: Sequence[str], lang: str) -> Iterator[ClosableMeteor | N
     300-image scoring takes a fraction of a second. Open it early and hand it to every
     scoring call (``meteor=``) of a job, so the start-up is paid once and overlaps other work.
     """
-    if "METEOR" in metrics and lang == "en":
+    if _scores_meteor(metrics, lang):
         with meteor_session() as meteor:
             yield meteor
     else:
         yield None
+
+
+def _scores_meteor(metrics: Sequence[str], lang: str) -> bool:
+    """METEOR is asked for and can be computed (its resources are English only)."""
+    return "METEOR" in metrics and lang == "en"
 
 
 def _meteor(
@@ -188,7 +193,7 @@ def _meteor(
     """The session a scoring call uses: the caller's (kept open), or one of its own."""
     if given is None:
         return meteor_for(metrics, lang)
-    return contextlib.nullcontext(given if "METEOR" in metrics and lang == "en" else None)
+    return contextlib.nullcontext(given if _scores_meteor(metrics, lang) else None)
 
 
 def _report(
