@@ -1,5 +1,6 @@
-"""bench/compile_step.py and bench/cpu_bf16_step.py: a captioner trained eager and compiled,
-or in fp32 and under bf16 autocast, timed side by side."""
+"""bench/compile_step.py, bench/cpu_bf16_step.py and bench/data_cache_step.py: a captioner
+trained eager and compiled, in fp32 and under bf16 autocast, or with and without the decoded
+image cache, timed side by side."""
 
 from __future__ import annotations
 
@@ -46,7 +47,7 @@ def _timed_runs(lines: list[str], columns: int) -> list[list[str]]:
     return [row for row in rows if len(row) == columns and row[1].isdigit()]
 
 
-@pytest.mark.parametrize("script", ["compile_step.py", "cpu_bf16_step.py"])
+@pytest.mark.parametrize("script", ["compile_step.py", "cpu_bf16_step.py", "data_cache_step.py"])
 def test_bad_step_counts_and_missing_shards_are_refused(tmp_path, script):
     out = _run(str(tmp_path), "--steps", "5", "5", script=script)
     assert out.returncode != 0 and "the first smaller" in out.stderr
@@ -76,3 +77,17 @@ def test_command_line_times_fp32_and_bf16(experiment):
         assert float(row[2]) > 0 and float(row[3]) > 0  # seconds, and a finite last loss
     # with one and two steps the slopes are noise; the line is what is checked
     assert any(line.startswith("bf16 / fp32, time per step:") for line in lines)
+
+
+def test_command_line_times_with_and_without_the_cache_and_the_losses_agree(experiment):
+    # about 48 training rows, one batch of 32 an epoch: steps 2 and 3 read from the cache
+    out = _run(str(experiment), "--captioner", "vit_gpt2", "--steps", "1", "3",
+               script="data_cache_step.py")  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = out.stdout.splitlines()
+    runs = _timed_runs(lines, 4)
+    assert [(row[0], row[1]) for row in runs] == [
+        ("no cache", "1"), ("no cache", "3"), ("cache", "1"), ("cache", "3")]  # fmt: skip
+    assert runs[0][3] == runs[2][3] and runs[1][3] == runs[3][3]  # the same losses
+    assert "the same losses with and without the cache" in lines
+    assert any(line.startswith("cache / no cache, time per step:") for line in lines)

@@ -189,3 +189,95 @@ def test_training_streams_shuffle_train_only_and_take_this_ranks_share(shards):
     assert not streams["val"].shuffle and streams["val"].rank == 1
     assert next(iter(streams["train"]))["image"] == (8, 8)  # the transform reaches the rows
     assert set(training_streams(shards, seed=0, rank=0, world_size=1, splits=("test",))) == {"test"}
+
+
+def samples(ds) -> list[dict]:
+    return list(ds)
+
+
+def assert_same_samples(a: list[dict], b: list[dict]) -> None:
+    assert [s["key"] for s in a] == [s["key"] for s in b]
+    for x, y in zip(a, b, strict=True):
+        assert x.keys() == y.keys()
+        for name in x:
+            if isinstance(x[name], torch.Tensor):
+                assert x[name].dtype == y[name].dtype and torch.equal(x[name], y[name]), name
+            else:
+                assert x[name] == y[name], name
+
+
+@pytest.mark.parametrize("world_size", [1, 2])
+@pytest.mark.parametrize("transform", [None, lambda img: torch.tensor(img.getpixel((0, 0)))])
+def test_cache_gives_the_same_samples_and_later_epochs_read_nothing(
+    shards, monkeypatch, transform, world_size
+):
+    import pyarrow.parquet as pq
+
+    def stream(cache_mb):
+        return ShardStream(
+            shards, "train", shuffle=True, seed=5, shuffle_buffer=16, transform=transform,
+            rank=world_size - 1, world_size=world_size, cache_mb=cache_mb,
+        )  # fmt: skip
+
+    reads = []
+    real = pq.ParquetFile.read_row_group
+
+    def spy(self, index, **kwargs):
+        reads.append(index)
+        return real(self, index, **kwargs)
+
+    monkeypatch.setattr(pq.ParquetFile, "read_row_group", spy)
+    plain, cached = stream(0), stream(64)
+    orders, cached_reads = [], []
+    for epoch in range(4):
+        plain.set_epoch(epoch)
+        cached.set_epoch(epoch)
+        reads.clear()
+        got = samples(cached)
+        cached_reads.append(len(reads))
+        assert_same_samples(got, samples(plain))
+        orders.append([s["key"] for s in got])
+    assert len({tuple(order) for order in orders}) == 4  # the epochs' orders differ
+    if world_size == 1:  # the first epoch read the whole split; the others read nothing
+        assert cached_reads == [len(plain.groups), 0, 0, 0]
+    else:  # a rank's share moves between epochs, but no row group is read twice
+        assert 0 < sum(cached_reads) <= len(plain.groups) and cached_reads[-1] < cached_reads[0]
+    if transform is None:
+        assert next(iter(cached))["image"].dtype == torch.float32
+
+
+def test_cache_hands_out_copies(shards):
+    ds = ShardStream(shards, "train", cache_mb=64)
+    before = samples(ds)[0]["image"].clone()
+    for sample in ds:  # a consumer that edits in place
+        sample["image"].mul_(0)
+        sample["captions"] = []
+    again = samples(ds)[0]
+    assert torch.equal(again["image"], before) and again["captions"] == ["caption 0"]
+
+
+def test_cache_stops_at_its_budget_and_the_rest_is_read_as_before(shards, monkeypatch):
+    group_bytes = 16 * 3 * 8 * 8  # 16 rows of uint8 8x8 images
+    ds = ShardStream(shards, "train", cache_mb=2.5 * group_bytes / 2**20)
+    first = samples(ds)
+    assert len(ds._cache) == 2 and ds._cached_bytes == 2 * group_bytes
+    assert_same_samples(first, samples(ShardStream(shards, "train")))
+    assert_same_samples(samples(ds), first)
+    with pytest.raises(ValueError, match="cache_mb"):
+        ShardStream(shards, "train", cache_mb=-1)
+
+
+def test_cache_with_dataloader_workers_gives_the_same_batches(shards):
+    def run(cache_mb):
+        ds = ShardStream(shards, "train", shuffle=True, seed=2, shuffle_buffer=8, cache_mb=cache_mb)
+        loader = DataLoader(
+            ds, batch_size=7, num_workers=2, collate_fn=collate, persistent_workers=True
+        )
+        out = []
+        for epoch in range(2):
+            ds.set_epoch(epoch)
+            out += [(batch["key"], batch["image"]) for batch in loader]
+        return out
+
+    for (ka, ia), (kb, ib) in zip(run(0), run(64), strict=True):
+        assert ka == kb and torch.equal(ia, ib)

@@ -62,10 +62,8 @@ from vlcore.models.generation import (
     VQA_PROMPT,
     DecodingConfig,
     TextIds,
-    answer_ids,
     answer_image_questions,
     caption_images,
-    question_prompt,
     style_token_id,
 )
 from vlcore.text import load_tokenizer, style_token
@@ -258,15 +256,15 @@ def collate_texts(
 
     Rows that bring no text are left out (and their image with them).
     """
-    prompts: list[list[int]] = []
+    prompts: list[list[int]] = []  # <bos> [+ style token]; a question's is added below
     bodies: list[str] = []  # caption texts, tokenised in one call below
-    targets: list[list[int] | None] = []
+    asked: list[tuple[int, str, str]] = []  # (text number, prompt, answer): one call too
     image_index: list[int] = []
     task: list[int] = []
     images = []
     for row in rows:
         rng = image_rng(seed, epoch, row["key"])
-        texts: list[tuple[list[int], str | None, list[int] | None, int]] = []
+        texts: list[tuple[list[int], str, tuple[str, str] | None, int]] = []
         for caption in _draw(list(row.get("captions") or ()), settings.captions_per_image, rng):
             texts.append(([tokenizer.bos_token_id], caption, None, TASK_CAPTION))
         styled = [s for s in row.get("styled_captions") or () if s["style"] in styles]
@@ -275,15 +273,16 @@ def collate_texts(
             texts.append((prompt, item["caption"], None, TASK_CAPTION))
         questions = list(row.get("questions") or ())
         for q in _draw(questions, settings.questions_per_image or 0, rng):
-            prompt = question_prompt(tokenizer, q["question"], settings.vqa_prompt)
-            target = answer_ids(tokenizer, answer_target(q, settings.answer_target, rng))
-            texts.append((prompt, None, target, TASK_ANSWER))
+            answer = answer_target(q, settings.answer_target, rng)
+            qa = (settings.vqa_prompt.format(question=q["question"]), " " + answer.strip())
+            texts.append(([tokenizer.bos_token_id], "", qa, TASK_ANSWER))
         if not texts:
             continue
-        for prompt, body, target, kind in texts:
-            prompts.append(prompt)
-            bodies.append(body or "")
-            targets.append(target)
+        for prompt, body, qa, kind in texts:
+            if qa is not None:
+                asked.append((len(prompts), *qa))
+            prompts.append(list(prompt))
+            bodies.append(body)
             image_index.append(len(images))
             task.append(kind)
         images.append(row["image"])
@@ -292,25 +291,37 @@ def collate_texts(
     body_ids = tokenizer(
         bodies, add_special_tokens=False, truncation=True, max_length=settings.max_length
     )["input_ids"]
-    seqs, label_rows = [], []
-    for prompt, body, target, kind in zip(prompts, body_ids, targets, task, strict=True):
-        target = target if target is not None else [*body, tokenizer.eos_token_id]
-        prompt, target = _fit_length(prompt, target, settings.max_length, kind)
-        seqs.append(prompt + target)
-        label_rows.append([IGNORE] * len(prompt) + target)
-    width = max(len(s) for s in seqs)
-    input_ids = torch.full((len(seqs), width), tokenizer.pad_token_id, dtype=torch.long)
-    labels = torch.full((len(seqs), width), IGNORE, dtype=torch.long)
-    attention_mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for i, (seq, lab) in enumerate(zip(seqs, label_rows, strict=True)):
-        input_ids[i, : len(seq)] = torch.tensor(seq)
-        labels[i, : len(lab)] = torch.tensor(lab)
-        attention_mask[i, : len(seq)] = 1
+    # as question_prompt and answer_ids give them, a call for all the batch's questions
+    targets: list[list[int] | None] = [None] * len(prompts)
+    if asked:
+        qa_ids = tokenizer(
+            [text for _, prompt, answer in asked for text in (prompt, answer)],
+            add_special_tokens=False,
+        )["input_ids"]
+        for k, (i, _, _) in enumerate(asked):
+            prompts[i] += qa_ids[2 * k]
+            targets[i] = [*qa_ids[2 * k + 1], tokenizer.eos_token_id]
+    eos = tokenizer.eos_token_id
+    cut = [
+        _fit_length(
+            prompt, target if target is not None else [*body, eos], settings.max_length, kind
+        )
+        for prompt, body, target, kind in zip(prompts, body_ids, targets, task, strict=True)
+    ]
+    width = max(len(prompt) + len(target) for prompt, target in cut)
+    input_ids = np.full((len(cut), width), tokenizer.pad_token_id, dtype=np.int64)
+    labels = np.full((len(cut), width), IGNORE, dtype=np.int64)
+    attention_mask = np.zeros((len(cut), width), dtype=np.int64)
+    for i, (prompt, target) in enumerate(cut):
+        n = len(prompt) + len(target)
+        input_ids[i, :n] = prompt + target
+        labels[i, len(prompt) : n] = target
+        attention_mask[i, :n] = 1
     return {
         "pixel_values": torch.stack(images),
-        "input_ids": input_ids,
-        "attention_mask": attention_mask,
-        "labels": labels,
+        "input_ids": torch.from_numpy(input_ids),
+        "attention_mask": torch.from_numpy(attention_mask),
+        "labels": torch.from_numpy(labels),
         "image_index": torch.tensor(image_index, dtype=torch.long),
         "task": torch.tensor(task, dtype=torch.long),
     }
@@ -515,6 +526,7 @@ def train_captioner(
         rank=runtime.rank,
         world_size=runtime.world_size,
         splits=tuple(split for split in ("train", "val") if split in manifest["splits"]),
+        cache_mb=config.data_cache_mb,
     )
     frozen_styles = frozenset(styles)
 

@@ -192,6 +192,7 @@ def train_clip(
         seed=seed,
         rank=runtime.rank,
         world_size=runtime.world_size,
+        cache_mb=config.data_cache_mb,  # preprocess is open_clip's eval transform: no randomness
     )
     logger.info(
         "train_clip: %s (%.2fM parameters), %d train / %d val rows per process, batch %d x %d",

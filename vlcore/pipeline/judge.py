@@ -127,7 +127,11 @@ def train_judge(
     torch.manual_seed(config.seed)
     judge = AttributeJudge(model_config)
     streams = training_streams(
-        manifest, seed=config.seed, rank=runtime.rank, world_size=runtime.world_size
+        manifest,
+        seed=config.seed,
+        rank=runtime.rank,
+        world_size=runtime.world_size,
+        cache_mb=config.data_cache_mb,
     )
     logger.info(
         "train_judge: %.2fM parameters, %d train / %d val rows per process, batch %d x %d",

@@ -120,7 +120,11 @@ def train_vqvae(
     torch.manual_seed(config.seed)  # the same initial weights on every process
     model = VQVAE(model_config)
     streams = training_streams(
-        manifest, seed=config.seed, rank=runtime.rank, world_size=runtime.world_size
+        manifest,
+        seed=config.seed,
+        rank=runtime.rank,
+        world_size=runtime.world_size,
+        cache_mb=config.data_cache_mb,
     )
     logger.info(
         "train_vqvae: %s (%.2fM parameters), %d px -> %dx%d codes of %d, %d train / %d val "

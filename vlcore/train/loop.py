@@ -68,6 +68,9 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda
     precision: str = "auto"  # auto (bf16 on CUDA and on CPUs with AMX, else fp32) | fp32 | bf16
     compile: bool = False  # torch.compile the training forward (dynamic shapes); see docs/time.md
+    # MiB of decoded training images each split's stream keeps, so that later epochs skip
+    # reading and decoding the shards (vlcore.data.stream); the batches are the same either way
+    data_cache_mb: int = 1024
 
 
 Settings = TypeVar("Settings")

@@ -1,0 +1,54 @@
+"""Does keeping the decoded training images in memory make a training step faster? Side by side.
+
+    .venv/bin/python bench/data_cache_step.py results/default --captioner vit_gpt2 --steps 100 400
+
+Trains the experiment's captioner with its settings from the config (as ``train_captioner``
+gets them; self-critical steps left out) for each ``--steps`` count with ``data_cache_mb: 0``
+(every epoch reads and decodes the shards) and with the config's cache (``data_cache_mb``, a
+training-loop key; ``vlcore/data/stream.py``), each run a process of its own with one thread,
+one after the other, so the times are comparable within one call. The time per step is the
+slope between the two counts (the first epoch, which fills the cache, is in both counts when
+the smaller one is above an epoch's steps). The batches are the same with and without the
+cache, so the last training losses must be equal: the script says so, or stops.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from compile_step import base_settings, print_slopes, step_parser, train_once
+
+
+def main() -> None:
+    parser = step_parser(__doc__.split("\n")[0])
+    args = parser.parse_args()
+    few, many = args.steps
+    exp_dir = Path(args.experiment)
+    base = base_settings(args, parser)
+    if not base.get("data_cache_mb"):
+        parser.error("the config's data_cache_mb is 0: nothing to compare")
+    modes = {"no cache": 0, "cache": base["data_cache_mb"]}
+
+    runs = {}
+    for mode, cache_mb in modes.items():
+        for steps in (few, many):
+            print(f"training, {mode}, {steps} steps ...", flush=True)
+            settings = {**base, "max_steps": steps, "data_cache_mb": cache_mb}
+            runs[mode, steps] = train_once(exp_dir, args.captioner, settings, f"{mode}, {steps}")
+            print(f"  {runs[mode, steps]['train_s']:.1f} s", flush=True)
+
+    print(f"\n{args.captioner}, one thread per run | steps | training s | last loss")
+    for (mode, steps), run in runs.items():
+        print(f"{mode:8s} | {steps:5d} | {run['train_s']:8.1f} | {run['last_loss']:.6f}")
+    for steps in (few, many):
+        if runs["cache", steps]["last_loss"] != runs["no cache", steps]["last_loss"]:
+            raise SystemExit(f"the cache changed the training loss after {steps} steps")
+    print("the same losses with and without the cache")
+    slopes = print_slopes(
+        {key: run["train_s"] for key, run in runs.items()}, tuple(modes), few, many
+    )
+    print(f"cache / no cache, time per step: {slopes['cache'] / slopes['no cache']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
