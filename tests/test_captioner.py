@@ -23,14 +23,17 @@ from vlcore.models.clip import build_clip, save_clip
 from vlcore.models.generation import (
     IGNORE,
     DecodingConfig,
+    answer_ids,
     caption_images,
     caption_prompt,
+    question_prompt,
     style_token_id,
 )
 from vlcore.pipeline.captioner import (
     TASK_ANSWER,
     TASK_CAPTION,
     answer_questions,
+    answer_target,
     build_captioner,
     captioner_loss,
     collate_texts,
@@ -267,6 +270,32 @@ def test_text_batches_learn_only_captions_and_answers(data):
             assert len(learned) <= 4
         elif ids[1].item() in style_ids:
             assert labels[1] == IGNORE
+
+
+def test_question_rows_are_the_prompts_answering_continues(data):
+    # the batch tokenises its questions and answers in one call; each row must still be
+    # what question_prompt (which answer_questions uses) and answer_ids give one at a time
+    tokenizer = load_tokenizer(data["tokenizer"])
+    own, _, _ = parse_settings(
+        "vit_gpt2",
+        {"captions_per_image": 0, "styled_per_image": 0, "questions_per_image": 16},
+    )
+    rows = split_rows(data, "train")[:4]
+    batch = collate_texts(rows, tokenizer=tokenizer, settings=own, styles=frozenset(), seed=0,
+                          epoch=0)  # fmt: skip
+    got: dict[int, list[tuple[int, ...]]] = {}
+    for ids, mask, image in zip(batch["input_ids"], batch["attention_mask"],
+                                batch["image_index"], strict=True):  # fmt: skip
+        got.setdefault(int(image), []).append(tuple(ids[: int(mask.sum())].tolist()))
+    asked = [row for row in rows if row["questions"]]
+    assert len(got) == len(asked) >= 2
+    for image, row in enumerate(asked):
+        expected = [
+            (*question_prompt(tokenizer, q["question"]),
+             *answer_ids(tokenizer, answer_target(q, "most_common", None)))
+            for q in row["questions"]
+        ]  # fmt: skip
+        assert sorted(got[image]) == sorted(expected)
 
 
 def test_same_seed_gives_identical_weights(data, tmp_path):

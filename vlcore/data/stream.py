@@ -16,10 +16,13 @@ mixes rows through a seeded shuffle buffer.
 Caching. With ``cache_mb`` > 0 a stream keeps the decoded (and transformed) rows of the row
 groups it reads, up to that many MiB of images, and serves later epochs from memory: a
 trainer's epochs after the first skip reading the Parquet files, decoding the PNGs and running
-the transform (for the default's tiny models 6-10% of a training step; docs/time.md). The rows
-and their order are the same either way, so the transform must be deterministic (no random
-augmentation). Each DataLoader worker keeps its own cache, which lasts as long as the worker:
-with ``num_workers`` > 0 that is one epoch unless the loader has ``persistent_workers``.
+the transform (6-8% of the default captioners' training step; docs/time.md).
+The rows and their order are the same either way, so the transform must be deterministic (no
+random augmentation). Samples share their caption and question lists with the cache: read
+them, do not edit them in place. The budget counts tensors only (a transform that returns
+something else is cached without a limit). Each DataLoader worker keeps its own cache, which
+lasts as long as the worker: with ``num_workers`` > 0 that is one epoch unless the loader has
+``persistent_workers``.
 
 >>> ds = ShardStream("results/default/shards", "train", shuffle=True, seed=0)  # doctest: +SKIP
 >>> loader = DataLoader(ds, batch_size=32, num_workers=4, collate_fn=collate)   # doctest: +SKIP
