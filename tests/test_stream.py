@@ -270,9 +270,8 @@ def test_cache_stops_at_its_budget_and_the_rest_is_read_as_before(shards, monkey
 def test_cache_with_dataloader_workers_gives_the_same_batches(shards):
     def run(cache_mb):
         ds = ShardStream(shards, "train", shuffle=True, seed=2, shuffle_buffer=8, cache_mb=cache_mb)
-        loader = DataLoader(
-            ds, batch_size=7, num_workers=2, collate_fn=collate, persistent_workers=True
-        )
+        # new workers each epoch (so set_epoch reaches them), each filling a cache of its own
+        loader = DataLoader(ds, batch_size=7, num_workers=2, collate_fn=collate)
         out = []
         for epoch in range(2):
             ds.set_epoch(epoch)

@@ -21,8 +21,8 @@ The rows and their order are the same either way, so the transform must be deter
 random augmentation). Samples share their caption and question lists with the cache: read
 them, do not edit them in place. The budget counts tensors only (a transform that returns
 something else is cached without a limit). Each DataLoader worker keeps its own cache, which
-lasts as long as the worker: with ``num_workers`` > 0 that is one epoch unless the loader has
-``persistent_workers``.
+lasts as long as the worker: with ``num_workers`` > 0 that is one epoch (the trainers' loaders
+start new workers each epoch, which is how ``set_epoch`` reaches them).
 
 >>> ds = ShardStream("results/default/shards", "train", shuffle=True, seed=0)  # doctest: +SKIP
 >>> loader = DataLoader(ds, batch_size=32, num_workers=4, collate_fn=collate)   # doctest: +SKIP
