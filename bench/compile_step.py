@@ -94,6 +94,28 @@ def train_once(exp_dir: Path, captioner: str, settings: dict, what: str, env=Non
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def time_modes(
+    exp_dir: Path, captioner: str, base: dict, modes: dict[str, dict], steps: tuple[int, int]
+) -> dict:
+    """Train once per (mode, step count), the mode's settings over ``base``, one run after
+    the other, saying so as it goes; returns each run's seconds and last loss."""
+    runs = {}
+    for mode, overrides in modes.items():
+        for count in steps:
+            print(f"training {mode}, {count} steps ...", flush=True)
+            settings = {**base, "max_steps": count, **overrides}
+            runs[mode, count] = train_once(exp_dir, captioner, settings, f"{mode}, {count} steps")
+            print(f"  {runs[mode, count]['train_s']:.1f} s", flush=True)
+    return runs
+
+
+def print_runs(captioner: str, runs: dict) -> None:
+    """The table of :func:`time_modes`' runs: mode, steps, seconds, last loss."""
+    print(f"\n{captioner}, one thread per run | steps | training s | last loss")
+    for (mode, count), run in runs.items():
+        print(f"{mode:8s} | {count:5d} | {run['train_s']:8.1f} | {run['last_loss']:.6f}")
+
+
 def print_slopes(seconds: dict, modes: tuple[str, ...], few: int, many: int) -> dict:
     """Each mode's seconds per step (the slope between the two step counts) and what it pays
     once (the intercept), printed; returns the slopes."""

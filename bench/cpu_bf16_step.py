@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from compile_step import base_settings, print_slopes, step_parser, train_once
+from compile_step import base_settings, print_runs, print_slopes, step_parser, time_modes
 
 
 def main() -> None:
@@ -27,18 +27,9 @@ def main() -> None:
     exp_dir = Path(args.experiment)
     base = base_settings(args, parser)
 
-    runs = {}
-    for precision in ("fp32", "bf16"):
-        for steps in (few, many):
-            print(f"training {precision}, {steps} steps ...", flush=True)
-            settings = {**base, "max_steps": steps, "precision": precision}
-            what = f"{precision}, {steps} steps"
-            runs[precision, steps] = train_once(exp_dir, args.captioner, settings, what)
-            print(f"  {runs[precision, steps]['train_s']:.1f} s", flush=True)
-
-    print(f"\n{args.captioner}, one thread per run | steps | training s | last loss")
-    for (precision, steps), run in runs.items():
-        print(f"{precision:6s} | {steps:5d} | {run['train_s']:8.1f} | {run['last_loss']:.4f}")
+    modes = {precision: {"precision": precision} for precision in ("fp32", "bf16")}
+    runs = time_modes(exp_dir, args.captioner, base, modes, (few, many))
+    print_runs(args.captioner, runs)
     seconds = {key: run["train_s"] for key, run in runs.items()}
     slopes = print_slopes(seconds, ("fp32", "bf16"), few, many)
     print(f"bf16 / fp32, time per step: {slopes['bf16'] / slopes['fp32']:.2f}")

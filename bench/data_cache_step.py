@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from compile_step import base_settings, print_slopes, step_parser, train_once
+from compile_step import base_settings, print_runs, print_slopes, step_parser, time_modes
 
 
 def main() -> None:
@@ -27,19 +27,9 @@ def main() -> None:
     base = base_settings(args, parser)
     if not base.get("data_cache_mb"):
         parser.error("the config's data_cache_mb is 0: nothing to compare")
-    modes = {"no cache": 0, "cache": base["data_cache_mb"]}
-
-    runs = {}
-    for mode, cache_mb in modes.items():
-        for steps in (few, many):
-            print(f"training, {mode}, {steps} steps ...", flush=True)
-            settings = {**base, "max_steps": steps, "data_cache_mb": cache_mb}
-            runs[mode, steps] = train_once(exp_dir, args.captioner, settings, f"{mode}, {steps}")
-            print(f"  {runs[mode, steps]['train_s']:.1f} s", flush=True)
-
-    print(f"\n{args.captioner}, one thread per run | steps | training s | last loss")
-    for (mode, steps), run in runs.items():
-        print(f"{mode:8s} | {steps:5d} | {run['train_s']:8.1f} | {run['last_loss']:.6f}")
+    modes = {"no cache": {"data_cache_mb": 0}, "cache": {"data_cache_mb": base["data_cache_mb"]}}
+    runs = time_modes(exp_dir, args.captioner, base, modes, (few, many))
+    print_runs(args.captioner, runs)
     for steps in (few, many):
         if runs["cache", steps]["last_loss"] != runs["no cache", steps]["last_loss"]:
             raise SystemExit(f"the cache changed the training loss after {steps} steps")
