@@ -291,7 +291,9 @@ def collate_texts(
     body_ids = tokenizer(
         bodies, add_special_tokens=False, truncation=True, max_length=settings.max_length
     )["input_ids"]
-    # as question_prompt and answer_ids give them, a call for all the batch's questions
+    eos = tokenizer.eos_token_id
+    # every question's prompt and answer in one call, as question_prompt and answer_ids (which
+    # answering uses) give them one at a time
     targets: list[list[int] | None] = [None] * len(prompts)
     if asked:
         qa_ids = tokenizer(
@@ -300,8 +302,7 @@ def collate_texts(
         )["input_ids"]
         for k, (i, _, _) in enumerate(asked):
             prompts[i] += qa_ids[2 * k]
-            targets[i] = [*qa_ids[2 * k + 1], tokenizer.eos_token_id]
-    eos = tokenizer.eos_token_id
+            targets[i] = [*qa_ids[2 * k + 1], eos]
     cut = [
         _fit_length(
             prompt, target if target is not None else [*body, eos], settings.max_length, kind
