@@ -56,7 +56,8 @@ def one_run(args: argparse.Namespace) -> None:
 
 
 def step_parser(description: str) -> argparse.ArgumentParser:
-    """The arguments of a side-by-side step-time bench (this one and cpu_bf16_step.py)."""
+    """The arguments of a side-by-side step-time bench (this one, cpu_bf16_step.py and
+    data_cache_step.py)."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("experiment", help="results/<experiment> (shards, tokenizer, clip)")
     parser.add_argument("--captioner", default="vit_gpt2", choices=("vit_gpt2", "clip_prefix"))
@@ -80,6 +81,23 @@ def base_settings(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     base = captioner_settings(configs, exp_dir.name, args.captioner)
     base.update(scst={"steps": 0}, val_every=0, ckpt_every=0)
     return base
+
+
+def two_mode_bench(description: str) -> tuple[argparse.Namespace, argparse.ArgumentParser, dict]:
+    """The command line of a bench that times two modes of one captioner (cpu_bf16_step.py,
+    data_cache_step.py): its arguments, its parser and the captioner's base settings."""
+    parser = step_parser(description)
+    args = parser.parse_args()
+    return args, parser, base_settings(args, parser)
+
+
+def print_ratio(runs: dict, modes: tuple[str, str], steps: tuple[int, int]) -> None:
+    """The two modes' slopes (:func:`print_slopes`) and the second's time per step over the
+    first's."""
+    seconds = {key: run["train_s"] for key, run in runs.items()}
+    slopes = print_slopes(seconds, modes, *steps)
+    old, new = modes
+    print(f"{new} / {old}, time per step: {slopes[new] / slopes[old]:.2f}")
 
 
 def train_once(exp_dir: Path, captioner: str, settings: dict, what: str, env=None) -> dict:

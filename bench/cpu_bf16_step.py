@@ -17,22 +17,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from compile_step import base_settings, print_runs, print_slopes, step_parser, time_modes
+from compile_step import print_ratio, print_runs, time_modes, two_mode_bench
 
 
 def main() -> None:
-    parser = step_parser(__doc__.split("\n")[0])
-    args = parser.parse_args()
-    few, many = args.steps
-    exp_dir = Path(args.experiment)
-    base = base_settings(args, parser)
-
+    args, _, base = two_mode_bench(__doc__.split("\n")[0])
     modes = {precision: {"precision": precision} for precision in ("fp32", "bf16")}
-    runs = time_modes(exp_dir, args.captioner, base, modes, (few, many))
+    runs = time_modes(Path(args.experiment), args.captioner, base, modes, args.steps)
     print_runs(args.captioner, runs)
-    seconds = {key: run["train_s"] for key, run in runs.items()}
-    slopes = print_slopes(seconds, ("fp32", "bf16"), few, many)
-    print(f"bf16 / fp32, time per step: {slopes['bf16'] / slopes['fp32']:.2f}")
+    print_ratio(runs, ("fp32", "bf16"), args.steps)
 
 
 if __name__ == "__main__":

@@ -16,28 +16,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from compile_step import base_settings, print_runs, print_slopes, step_parser, time_modes
+from compile_step import print_ratio, print_runs, time_modes, two_mode_bench
 
 
 def main() -> None:
-    parser = step_parser(__doc__.split("\n")[0])
-    args = parser.parse_args()
-    few, many = args.steps
-    exp_dir = Path(args.experiment)
-    base = base_settings(args, parser)
+    args, parser, base = two_mode_bench(__doc__.split("\n")[0])
     if not base.get("data_cache_mb"):
         parser.error("the config's data_cache_mb is 0: nothing to compare")
     modes = {"no cache": {"data_cache_mb": 0}, "cache": {"data_cache_mb": base["data_cache_mb"]}}
-    runs = time_modes(exp_dir, args.captioner, base, modes, (few, many))
+    runs = time_modes(Path(args.experiment), args.captioner, base, modes, args.steps)
     print_runs(args.captioner, runs)
-    for steps in (few, many):
+    for steps in args.steps:
         if runs["cache", steps]["last_loss"] != runs["no cache", steps]["last_loss"]:
             raise SystemExit(f"the cache changed the training loss after {steps} steps")
     print("the same losses with and without the cache")
-    slopes = print_slopes(
-        {key: run["train_s"] for key, run in runs.items()}, tuple(modes), few, many
-    )
-    print(f"cache / no cache, time per step: {slopes['cache'] / slopes['no cache']:.2f}")
+    print_ratio(runs, ("no cache", "cache"), args.steps)
 
 
 if __name__ == "__main__":
