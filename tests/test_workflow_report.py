@@ -42,7 +42,8 @@ def tiny_experiment(n_images: int) -> dict:
         "captioners": {
             "vit_gpt2": {**CAPTIONER, "generate": GENERATE,
                          "scst": {"steps": 2, "samples": 2, "max_new_tokens": 6}},
-            "clip_prefix": {**CAPTIONER, "generate": {**GENERATE, "answer_max_new_tokens": 3}},
+            "clip_prefix": {**CAPTIONER, "generate": {**GENERATE, "answer_max_new_tokens": 3},
+                            "scst": {"steps": 2, "samples": 2, "max_new_tokens": 6}},
         },
         "evaluation": {"metrics": ["BLEU", "ROUGE_L", "CIDEr"]},
         "vqvae": {"batch_size": 8, "train": TRAIN, "model": {"channels": [8, 16, 16],
