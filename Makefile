@@ -10,6 +10,7 @@ export NO_ALBUMENTATIONS_UPDATE := 1
 
 run: $(STAMP)  ## Run the main job on the embedded default (synthetic data, CPU).
 	$(BIN)/snakemake --cores 2
+	@echo; cat results/compare.md  # the headline numbers, reference rows in italics
 
 test: $(STAMP)  ## Run the test suite (no GPU, no SLURM, no slow tests).
 	$(BIN)/python -m pytest -m "not slow and not gpu and not slurm"
