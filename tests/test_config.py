@@ -105,7 +105,7 @@ def test_experiment_configs_validate(path):
 
 
 def test_seed_experiments_train_the_defaults_recipes(base):
-    """seeds.yaml measures the default's recipes on other seeds (README, "Seeds"): a change
+    """seeds.yaml measures the default's recipes on other seeds (docs/results.md, "Seeds"): a change
     of the default's data, CLIP or captioner settings must be made there too."""
     seeds = load_yaml(REPO / "config" / "experiments" / "seeds.yaml")["experiments"]
     default = base["experiments"]["default"]

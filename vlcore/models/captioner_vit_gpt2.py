@@ -12,7 +12,7 @@ A from-scratch ViT may take a convolutional stem instead of its linear patch pro
 (``conv_stem`` channels, ``conv_stem_downsample``, ``conv_stem_norm``, ``conv_stem_depth``; see
 :mod:`vlcore.models.conv_stem`). The tiny preset uses stride-2 convolutions and BatchNorm: with
 GroupNorm its shape words stay at chance for 800 steps, with BatchNorm they leave chance
-within 400 (README, "Where the signal is lost").
+within 400 (docs/shapes.md, "Training curves and the stem").
 
 Shapes: images ``B 3 H W`` in [0, 1] (resized to the encoder's ``image_size`` and normalised
 here), text ``S L`` token ids, ``image_index`` ``S`` (which image each text belongs to, so one

@@ -4,8 +4,8 @@ per stage down to the patch grid, in place of the linear patch projection.
 
 Used by vit_gpt2's ViT (``conv_stem``, ``conv_stem_downsample``, ``conv_stem_norm``) and by
 CLIP presets' open_clip ViT image tower (``vision_conv_stem``). On the shapes world, BatchNorm
-in the stem is what lets the tiny models tell shapes apart within a CPU budget (README, "Where
-the signal is lost"); stride-2 convolutions do a quarter of max-pooling's work per stage.
+in the stem is what lets the tiny models tell shapes apart within a CPU budget (docs/shapes.md,
+"Training curves and the stem"); stride-2 convolutions do a quarter of max-pooling's work per stage.
 BatchNorm's statistics are per process under DDP (no SyncBatchNorm), as in torchvision's
 recipes without ``--sync-bn``; a 2-process run is then not bit-equal to a 1-process one.
 """
