@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -84,8 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+def _run(argv: list[str]) -> int:
     if argv[:1] == ["synthetic"]:
         from vlcore.synthetic.__main__ import main as synthetic_main
 
@@ -93,6 +93,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
     args = build_parser().parse_args(argv)
     return args.func(args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        status = _run(list(sys.argv[1:] if argv is None else argv))
+        sys.stdout.flush()  # a short output meets the closed pipe here, not at exit
+        return status
+    except BrokenPipeError:
+        # The reader went away (`vlcore check-config ... --show | head`): stop quietly, as
+        # Unix tools do, and keep Python from failing again when it flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, a shell's status for a tool the pipe stopped
 
 
 if __name__ == "__main__":
