@@ -62,11 +62,18 @@ def parse_variant(text: str) -> tuple[str, dict]:
 
 
 def variant_settings(settings: dict, overrides: dict) -> dict:
-    """The experiment's training ``settings`` with the variant's ``train`` overrides."""
+    """The experiment's training ``settings`` with the variant's ``train`` overrides: keys
+    of the recorded run or of today's ``clip:`` section (a setting newer than the run)."""
+    from dataclasses import fields
+
+    from vlcore.pipeline.clip import ClipSettings
+    from vlcore.train.loop import TrainConfig
+
     own = overrides.get("train", {})
-    unknown = sorted(set(own) - set(settings))
+    known = set(settings) | {f.name for f in (*fields(ClipSettings), *fields(TrainConfig))}
+    unknown = sorted(set(own) - known)
     if unknown:
-        raise SystemExit(f"unknown training setting(s) {unknown}; known: {sorted(settings)}")
+        raise SystemExit(f"unknown training setting(s) {unknown}; known: {sorted(known)}")
     return {**settings, **own}
 
 

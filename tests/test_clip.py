@@ -82,6 +82,13 @@ def weights(folder: Path) -> dict[str, torch.Tensor]:
     return load_file(folder / "model.safetensors")
 
 
+def _siglip_preset(folder: Path) -> dict:
+    """Settings for the tiny preset with SigLIP's logit bias and scale (open_clip's configs)."""
+    preset = {**load_preset("tiny"), "init_logit_bias": -10.0, "init_logit_scale": math.log(10)}
+    (folder / "tiny_siglip.json").write_text(json.dumps(preset))
+    return {"model": str(folder / "tiny_siglip.json"), "loss": "siglip"}
+
+
 def test_train_clip_writes_a_model_that_reloads_identically(data, trained):
     out, history = trained
     for name in ("model.safetensors", "open_clip_config.json", "vlcore_clip.json",
@@ -281,6 +288,30 @@ def test_bad_settings_are_clear_errors(data, tmp_path, monkeypatch):
         train_clip(data["shards"], data["tokenizer"], {**FAST, "batch_size": 64}, tmp_path / "x")
 
 
+def test_siglip_loss_trains_the_logit_bias_and_reloads(data, tmp_path):
+    settings = {**FAST, **_siglip_preset(tmp_path)}
+    history = train_clip(data["shards"], data["tokenizer"], settings, tmp_path / "clip")
+    # at the start every pair scores about -10 (bias) + 10 * cos, cos near 0: each of the B
+    # positives costs about 10 and each negative almost nothing, so the loss (summed over the
+    # pairs, divided by B) starts near 10, where the softmax loss would start near log B = 2
+    first = history["train"][0][1]
+    assert 8 < first < 12, first
+    bias = weights(tmp_path / "clip")["logit_bias"]
+    assert bias.numel() == 1 and -10 < float(bias) < -9  # trained, from -10
+    reloaded = load_clip(tmp_path / "clip")
+    assert torch.equal(reloaded.model.logit_bias.detach(), bias)
+
+
+def test_siglip_loss_needs_a_logit_bias_and_no_hard_negatives(data, tmp_path):
+    with pytest.raises(ValueError, match="needs a model with a logit bias"):
+        train_clip(data["shards"], data["tokenizer"], {**FAST, "loss": "siglip"}, tmp_path / "a")
+    with pytest.raises(ValueError, match="clip loss must be one of"):
+        parse_settings({"loss": "sigmoid"})
+    with pytest.raises(ValueError, match="leave hard_negatives empty"):
+        parse_settings({"loss": "siglip", "hard_negatives": [["red", "blue"]]})
+    assert not (tmp_path / "a").exists()
+
+
 def test_caption_draw_is_seeded_per_epoch():
     caps = [f"caption {i}" for i in range(5)]
     keys = [f"synth-{i:07d}" for i in range(50)]
@@ -296,7 +327,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _ddp_worker(rank: int, world: int, port: int, shards: str, tokenizer: str, out: str) -> None:
+def _ddp_worker(
+    rank: int, world: int, port: int, shards: str, tokenizer: str, out: str, extra: dict
+) -> None:
     os.environ.update(
         MASTER_ADDR="127.0.0.1",
         MASTER_PORT=str(port),
@@ -305,12 +338,16 @@ def _ddp_worker(rank: int, world: int, port: int, shards: str, tokenizer: str, o
         WORLD_SIZE=str(world),
     )
     torch.set_num_threads(1)
-    train_clip(shards, tokenizer, {**FAST, "batch_size": 4, "val_every": 2}, out)
+    train_clip(shards, tokenizer, {**FAST, "batch_size": 4, "val_every": 2, **extra}, out)
 
 
-def test_two_process_ddp_trains_one_model(data, tmp_path):
+@pytest.mark.parametrize("loss", ["clip", "siglip"])
+def test_two_process_ddp_trains_one_model(loss, data, tmp_path):
+    """Under DDP ClipLoss gathers every process's features; SigLipLoss passes them from
+    neighbour to neighbour (point-to-point sends, which gloo must carry too)."""
     out = tmp_path / "ddp"
-    args = (2, _free_port(), str(data["shards"]), str(data["tokenizer"]), str(out))
+    extra = _siglip_preset(tmp_path) if loss == "siglip" else {}
+    args = (2, _free_port(), str(data["shards"]), str(data["tokenizer"]), str(out), extra)
     mp.spawn(_ddp_worker, args=args, nprocs=2, join=True)
     history = json.loads((out / "history.json").read_text())
     assert len(history["train"]) == FAST["max_steps"] and history["val"]

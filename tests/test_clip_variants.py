@@ -62,6 +62,8 @@ def test_train_overrides_replace_known_settings_only(bench):
     own = bench.variant_settings(settings, {"train": {"batch_size": 64, "max_steps": 500}})
     assert own == {"batch_size": 64, "max_steps": 500, "lr": 1e-3}
     assert bench.variant_settings(settings, {"vision_cfg": {}}) == settings
+    # a setting the recorded run predates is still a setting
+    assert bench.variant_settings(settings, {"train": {"loss": "siglip"}})["loss"] == "siglip"
     with pytest.raises(SystemExit, match=r"unknown training setting\(s\) \['lrate'\]"):
         bench.variant_settings(settings, {"train": {"lrate": 1}})
     assert bench.variant_preset({"embed_dim": 8}, {"train": {"lr": 1}}) == {"embed_dim": 8}

@@ -6,7 +6,8 @@ workers. The loss is open_clip's symmetric InfoNCE (``ClipLoss``), with NegCLIP 
 when ``hard_negatives`` lists word groups (:mod:`vlcore.models.clip_loss`); under DDP each process
 scores its own images against the texts of all processes (``local_loss``, features gathered
 with their gradients), which gives the gradient of the global batch at a fraction of the
-memory. The learnable temperature is clamped to ``log(max_logit_scale)`` before every step, as
+memory. ``loss: siglip`` takes open_clip's ``SigLipLoss`` instead (a sigmoid per pair, with
+the model's learned logit bias; under DDP the texts pass from process to process). The learnable temperature is clamped to ``log(max_logit_scale)`` before every step, as
 open_clip's trainer does after one.
 
     train_clip("results/default/shards", "results/default/tokenizer",
@@ -31,6 +32,7 @@ import pyarrow.parquet as pq
 import torch
 import torch.distributed as dist
 from open_clip import ClipLoss
+from open_clip.loss import SigLipLoss
 from torch.utils.data import DataLoader
 
 from vlcore.data.hard_negatives import WordSwapper
@@ -56,6 +58,9 @@ from vlcore.train.runtime import Runtime, pick_device, setup_runtime, teardown_r
 logger = logging.getLogger(__name__)
 
 
+LOSSES = ("clip", "siglip")
+
+
 @dataclass
 class ClipSettings:
     """The ``clip:`` config section besides the :class:`TrainConfig` fields it also holds."""
@@ -75,6 +80,10 @@ class ClipSettings:
     # NegCLIP: groups of mutually exclusive words ([[circle, square], [left, right]]); each
     # caption's copy with one word swapped within its group is an extra negative (empty: off)
     hard_negatives: list[list[str]] = field(default_factory=list)
+    # "clip": open_clip's ClipLoss (softmax over the batch); "siglip": its SigLipLoss (a
+    # sigmoid per image-caption pair; Zhai et al., 2023), for a model with a logit bias
+    # (open_clip's SigLIP models, or a preset with "init_logit_bias": -10)
+    loss: str = "clip"
 
     def __post_init__(self) -> None:
         if self.batch_size < 2:
@@ -86,6 +95,11 @@ class ClipSettings:
         if self.max_logit_scale <= 1:
             raise ValueError(f"clip max_logit_scale must be > 1, got {self.max_logit_scale}")
         WordSwapper(self.hard_negatives)  # raises on a malformed group
+        if self.loss not in LOSSES:
+            raise ValueError(f"clip loss must be one of {LOSSES}, got {self.loss!r}")
+        if self.loss == "siglip" and self.hard_negatives:
+            raise ValueError("clip hard_negatives extend the softmax of loss 'clip'; "
+                             "with loss 'siglip' leave hard_negatives empty")  # fmt: skip
 
 
 def parse_settings(settings: dict[str, Any]) -> tuple[ClipSettings, TrainConfig]:
@@ -212,13 +226,22 @@ def train_clip(
     def val_batches():
         return _loader(streams["val"], clip, clip_settings, seed, 0, False, swapper)
 
-    loss = (HardNegativeClipLoss if clip_settings.hard_negatives else ClipLoss)(
-        local_loss=True,
-        gather_with_grad=True,
-        cache_labels=True,
-        rank=runtime.rank,
-        world_size=runtime.world_size,
-    )
+    if clip_settings.loss == "siglip":
+        if getattr(unwrap(clip.model), "logit_bias", None) is None:
+            raise ValueError(
+                f"clip loss 'siglip' needs a model with a logit bias; {clip.source.get('name')!r} "
+                'has none: add "init_logit_bias": -10 (and "init_logit_scale": 2.3026, '
+                "log 10) to its preset, as open_clip's SigLIP configs have, or use loss 'clip'"
+            )
+        loss = SigLipLoss(cache_labels=True, rank=runtime.rank, world_size=runtime.world_size)
+    else:
+        loss = (HardNegativeClipLoss if clip_settings.hard_negatives else ClipLoss)(
+            local_loss=True,
+            gather_with_grad=True,
+            cache_labels=True,
+            rank=runtime.rank,
+            world_size=runtime.world_size,
+        )
     max_log_scale = math.log(clip_settings.max_logit_scale)
 
     def loss_fn(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -228,6 +251,9 @@ def train_clip(
             return unwrap(model).logit_scale.sum() * 0.0
         if "negative_text" not in batch:
             out = model(image=batch["image"], text=batch["text"])
+            if "logit_bias" in out and clip_settings.loss == "siglip":
+                return loss(out["image_features"], out["text_features"], out["logit_scale"],
+                            out["logit_bias"])  # fmt: skip
             return loss(out["image_features"], out["text_features"], out["logit_scale"])
         # captions and their negatives through the text tower in one batch (one DDP forward)
         texts = torch.cat([batch["text"], batch["negative_text"]])
