@@ -50,13 +50,11 @@ from vlcore.models.generation import IGNORE, sequence_losses
 from vlcore.pipeline.captioner import (
     add_style_tokens,
     build_captioner,
-    captioner_loss,
-    collate_texts,
     load_preset,
     parse_settings,
     styles_in_split,
-    token_losses,
 )
+from vlcore.pipeline.captioner_batches import captioner_loss, collate_texts, token_losses
 from vlcore.synthetic.lexicon import COLORS, SHAPE_SYNONYMS_EN, SHAPES, SIZE_SYNONYMS_EN
 from vlcore.text import load_tokenizer
 

@@ -30,18 +30,20 @@ from vlcore.models.generation import (
     style_token_id,
 )
 from vlcore.pipeline.captioner import (
-    TASK_ANSWER,
-    TASK_CAPTION,
     answer_questions,
-    answer_target,
     build_captioner,
-    captioner_loss,
-    collate_texts,
     generate_captions,
     load_captioner,
     load_preset,
     parse_settings,
     train_captioner,
+)
+from vlcore.pipeline.captioner_batches import (
+    TASK_ANSWER,
+    TASK_CAPTION,
+    answer_target,
+    captioner_loss,
+    collate_texts,
 )
 from vlcore.synthetic.generate import generate, to_raw_row
 from vlcore.synthetic.lexicon import SHAPE_WORDS_EN
