@@ -302,6 +302,15 @@ def test_siglip_loss_trains_the_logit_bias_and_reloads(data, tmp_path):
     assert torch.equal(reloaded.model.logit_bias.detach(), bias)
 
 
+def test_softmax_loss_leaves_a_siglip_models_bias_as_it_is(data, tmp_path, caplog):
+    settings = {**FAST, **_siglip_preset(tmp_path), "loss": "clip"}
+    with caplog.at_level("WARNING", logger="vlcore.pipeline.clip"):
+        history = train_clip(data["shards"], data["tokenizer"], settings, tmp_path / "clip")
+    assert "set loss: siglip to train it" in caplog.text
+    assert float(weights(tmp_path / "clip")["logit_bias"]) == -10.0
+    assert history["train"][0][1] < 3  # the softmax loss, about log(batch size) at the start
+
+
 def test_siglip_loss_needs_a_logit_bias_and_no_hard_negatives(data, tmp_path):
     with pytest.raises(ValueError, match="needs a model with a logit bias"):
         train_clip(data["shards"], data["tokenizer"], {**FAST, "loss": "siglip"}, tmp_path / "a")
@@ -341,12 +350,13 @@ def _ddp_worker(
     train_clip(shards, tokenizer, {**FAST, "batch_size": 4, "val_every": 2, **extra}, out)
 
 
-@pytest.mark.parametrize("loss", ["clip", "siglip"])
-def test_two_process_ddp_trains_one_model(loss, data, tmp_path):
+@pytest.mark.parametrize("loss, bias", [("clip", False), ("siglip", True), ("clip", True)])
+def test_two_process_ddp_trains_one_model(loss, bias, data, tmp_path):
     """Under DDP ClipLoss gathers every process's features; SigLipLoss passes them from
-    neighbour to neighbour (point-to-point sends, which gloo must carry too)."""
+    neighbour to neighbour (point-to-point sends, which gloo must carry too). A SigLIP model
+    under the softmax loss keeps its bias frozen: an unused parameter would stall DDP."""
     out = tmp_path / "ddp"
-    extra = _siglip_preset(tmp_path) if loss == "siglip" else {}
+    extra = {**_siglip_preset(tmp_path), "loss": loss} if bias else {}
     args = (2, _free_port(), str(data["shards"]), str(data["tokenizer"]), str(out), extra)
     mp.spawn(_ddp_worker, args=args, nprocs=2, join=True)
     history = json.loads((out / "history.json").read_text())

@@ -7,8 +7,9 @@ when ``hard_negatives`` lists word groups (:mod:`vlcore.models.clip_loss`); unde
 scores its own images against the texts of all processes (``local_loss``, features gathered
 with their gradients), which gives the gradient of the global batch at a fraction of the
 memory. ``loss: siglip`` takes open_clip's ``SigLipLoss`` instead (a sigmoid per pair, with
-the model's learned logit bias; under DDP the texts pass from process to process). The learnable temperature is clamped to ``log(max_logit_scale)`` before every step, as
-open_clip's trainer does after one.
+the model's learned logit bias; under DDP the texts pass from process to process). The
+learnable temperature is clamped to ``log(max_logit_scale)`` before every step, as open_clip's
+trainer does after one.
 
     train_clip("results/default/shards", "results/default/tokenizer",
                {"model": "tiny", "max_steps": 250, "seed": 0}, "results/default/clip")
@@ -226,8 +227,9 @@ def train_clip(
     def val_batches():
         return _loader(streams["val"], clip, clip_settings, seed, 0, False, swapper)
 
+    logit_bias = getattr(unwrap(clip.model), "logit_bias", None)
     if clip_settings.loss == "siglip":
-        if getattr(unwrap(clip.model), "logit_bias", None) is None:
+        if logit_bias is None:
             raise ValueError(
                 f"clip loss 'siglip' needs a model with a logit bias; {clip.source.get('name')!r} "
                 'has none: add "init_logit_bias": -10 (and "init_logit_scale": 2.3026, '
@@ -235,6 +237,10 @@ def train_clip(
             )
         loss = SigLipLoss(cache_labels=True, rank=runtime.rank, world_size=runtime.world_size)
     else:
+        if logit_bias is not None:  # a SigLIP model: the softmax loss has no use for its bias
+            logit_bias.requires_grad_(False)  # (an unused parameter would stall DDP)
+            logger.warning("train_clip: %s has a logit bias, which loss 'clip' leaves as it "
+                           "is; set loss: siglip to train it", clip.source.get("name"))  # fmt: skip
         loss = (HardNegativeClipLoss if clip_settings.hard_negatives else ClipLoss)(
             local_loss=True,
             gather_with_grad=True,
@@ -251,10 +257,10 @@ def train_clip(
             return unwrap(model).logit_scale.sum() * 0.0
         if "negative_text" not in batch:
             out = model(image=batch["image"], text=batch["text"])
-            if "logit_bias" in out and clip_settings.loss == "siglip":
-                return loss(out["image_features"], out["text_features"], out["logit_scale"],
-                            out["logit_bias"])  # fmt: skip
-            return loss(out["image_features"], out["text_features"], out["logit_scale"])
+            features = (out["image_features"], out["text_features"], out["logit_scale"])
+            if clip_settings.loss == "siglip":
+                return loss(*features, out["logit_bias"])
+            return loss(*features)
         # captions and their negatives through the text tower in one batch (one DDP forward)
         texts = torch.cat([batch["text"], batch["negative_text"]])
         out = model(image=batch["image"], text=texts)
