@@ -5,7 +5,7 @@ from pathlib import Path
 import torch
 
 from vlcore.logs import rule_logging
-from vlcore.pipeline.dalle import generate_images
+from vlcore.pipeline.dalle_generate import generate_images
 
 with rule_logging(snakemake.log[0]):
     torch.set_num_threads(snakemake.threads)

@@ -26,6 +26,7 @@ from vlcore.models.dalle import (
 )
 from vlcore.models.generation import TextIds
 from vlcore.pipeline import dalle as pipeline
+from vlcore.pipeline import dalle_generate as generation
 
 TEXT = TextIds(vocab_size=50, bos=1, eos=2, pad=0)
 K, GRID, LT = 16, (3, 3), 8
@@ -224,9 +225,9 @@ def test_text_length_defaults_to_the_tokenizer_max_length():
 
 def test_choose_caption():
     caps = ["a b", "a longer one", "mid size"]
-    assert pipeline.choose_caption(caps, "longest", 0, "k") == "a longer one"
-    assert pipeline.choose_caption(caps, "first", 0, "k") == "a b"
-    assert pipeline.choose_caption(caps, "random", 0, "k") in caps
+    assert generation.choose_caption(caps, "longest", 0, "k") == "a longer one"
+    assert generation.choose_caption(caps, "first", 0, "k") == "a b"
+    assert generation.choose_caption(caps, "random", 0, "k") in caps
 
 
 # -- the entry points on a few samples --------------------------------------------------------
@@ -381,12 +382,12 @@ def test_generate_images_entry_point(tmp_path, tokenizer_dir, monkeypatch):
     pq.write_table(rows, shards / "test-00000.parquet")
     manifest = {"image_size": 16, "splits": {"test": {"shards": [{"file": "test-00000.parquet"}]}}}
     (shards / "manifest.json").write_text(json.dumps(manifest))
-    monkeypatch.setattr(pipeline, "load_manifest", lambda d: {**manifest, "dir": str(d)})
+    monkeypatch.setattr(generation, "load_manifest", lambda d: {**manifest, "dir": str(d)})
     settings = {**SMALL, "generate": {"samples": 3, "batch_size": 4, "top_k": 4}}
     out = tmp_path / "samples.parquet"
-    summary = pipeline.generate_images(tmp_path / "dalle", "vq", shards, "test", settings, out)
+    summary = generation.generate_images(tmp_path / "dalle", "vq", shards, "test", settings, out)
     assert summary["prompts"] == 2 and summary["samples"] == 6
-    table = pipeline.read_samples(out).to_pylist()
+    table = generation.read_samples(out).to_pylist()
     assert [(r["key"], r["sample"]) for r in table] == [
         ("a", 0), ("a", 1), ("a", 2), ("c", 0), ("c", 1), ("c", 2)
     ]  # fmt: skip
@@ -395,6 +396,6 @@ def test_generate_images_entry_point(tmp_path, tokenizer_dir, monkeypatch):
     # batch size does not change a sample
     out2 = tmp_path / "samples2.parquet"
     settings2 = {**settings, "generate": {**settings["generate"], "batch_size": 5}}
-    pipeline.generate_images(tmp_path / "dalle", "vq", shards, "test", settings2, out2)
-    assert pipeline.read_samples(out2).to_pylist() == table
+    generation.generate_images(tmp_path / "dalle", "vq", shards, "test", settings2, out2)
+    assert generation.read_samples(out2).to_pylist() == table
     assert dataclasses.is_dataclass(pipeline.GenerateSettings())

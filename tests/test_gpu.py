@@ -153,7 +153,8 @@ def test_captioner_trains_on_the_gpu_and_decodes_as_the_cpu_does(data, tmp_path,
 
 def test_text_to_image_chain_on_the_gpu(data, tmp_path):
     """VQ-VAE -> codes -> DALL-E -> sampled images, every stage on the GPU."""
-    from vlcore.pipeline.dalle import generate_images, read_samples, train_dalle
+    from vlcore.pipeline.dalle import train_dalle
+    from vlcore.pipeline.dalle_generate import generate_images, read_samples
     from vlcore.pipeline.vqvae import encode_images as encode_codes
     from vlcore.pipeline.vqvae import train_vqvae
 

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from vlcore.pipeline import t2i
-from vlcore.pipeline.dalle import SAMPLES_SCHEMA, png_bytes
+from vlcore.pipeline.dalle_generate import SAMPLES_SCHEMA, png_bytes
 
 
 def write_samples(path, n_prompts=3, n_samples=5):

@@ -52,7 +52,7 @@ from vlcore.data.images import decode_rgb
 from vlcore.data.shard import load_manifest
 from vlcore.data.stream import image_to_tensor
 from vlcore.io import atomic_path, read_json, write_json
-from vlcore.pipeline.dalle import read_samples
+from vlcore.pipeline.dalle_generate import read_samples
 from vlcore.train.runtime import pick_device
 
 logger = logging.getLogger(__name__)
