@@ -14,6 +14,11 @@ def stable_uint64(text: str) -> int:
     return int.from_bytes(stable_hash(text)[:8], "big")
 
 
+def seeded_draw(seed: int, *parts: object) -> int:
+    """:func:`stable_uint64` of ``seed`` and ``parts`` joined by colons: a draw fixed by them."""
+    return stable_uint64(":".join(str(p) for p in (seed, *parts)))
+
+
 def stable_int_id(key: str) -> int:
     """A non-negative 63-bit integer id for ``key`` (COCO-style ``image_id`` for sources without one)."""
     return int.from_bytes(stable_hash(key)[:8], "big") >> 1

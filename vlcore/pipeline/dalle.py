@@ -39,7 +39,7 @@ from transformers import PreTrainedTokenizerBase
 
 from vlcore.config import deep_update
 from vlcore.data.codes import CodeSplit, load_codes_manifest, read_codes
-from vlcore.ids import stable_uint64
+from vlcore.ids import seeded_draw
 from vlcore.io import atomic_dir, read_json, write_json
 from vlcore.models.dalle import Dalle, DalleConfig, SamplingConfig, text_tokens
 from vlcore.models.generation import TextIds
@@ -174,10 +174,6 @@ def load_preset(
 # -- training batches -------------------------------------------------------------------------
 
 
-def _draw(seed: int, *parts: object) -> int:
-    return stable_uint64(":".join(str(p) for p in (seed, *parts)))
-
-
 @dataclass
 class CaptionedCodes:
     """The rows of a codes split that have captions, with every caption tokenised once."""
@@ -234,7 +230,7 @@ class CaptionedCodes:
             texts = []
             for i in idx:
                 caps = self.texts[i]
-                pick = _draw(seed, epoch, self.keys[i]) % len(caps) if shuffle else 0
+                pick = seeded_draw(seed, epoch, self.keys[i]) % len(caps) if shuffle else 0
                 texts.append(caps[pick])
             yield {"text": torch.stack(texts), "codes": self.codes[torch.as_tensor(idx)]}
 

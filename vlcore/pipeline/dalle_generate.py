@@ -36,7 +36,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from vlcore.data.shard import load_manifest
-from vlcore.ids import stable_uint64
+from vlcore.ids import seeded_draw
 from vlcore.io import atomic_path
 from vlcore.models.dalle import sample_codes, text_tokens
 from vlcore.pipeline.dalle import load_dalle, parse_settings
@@ -58,10 +58,6 @@ SAMPLES_SCHEMA = pa.schema(
 )
 
 
-def _draw(seed: int, *parts: object) -> int:
-    return stable_uint64(":".join(str(p) for p in (seed, *parts)))
-
-
 @dataclass
 class Prompt:
     index: int
@@ -76,7 +72,7 @@ def choose_caption(captions: Sequence[str], how: str, seed: int, key: str) -> st
     if how == "first":
         return captions[0]
     if how == "random":
-        return captions[_draw(seed, "prompt", key) % len(captions)]
+        return captions[seeded_draw(seed, "prompt", key) % len(captions)]
     return max(captions, key=len)
 
 
@@ -109,7 +105,7 @@ def read_prompts(
 
 def sample_seed(seed: int, key: str, sample: int) -> int:
     """The seed of sample ``sample`` of the prompt of image ``key`` (63 bits)."""
-    return _draw(seed, "sample", key, sample) >> 1
+    return seeded_draw(seed, "sample", key, sample) >> 1
 
 
 def png_bytes(image: torch.Tensor) -> bytes:
