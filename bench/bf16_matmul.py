@@ -3,6 +3,7 @@
     .venv/bin/python bench/bf16_matmul.py
     .venv/bin/python bench/bf16_matmul.py --isa DEFAULT AVX512_CORE_BF16 AVX512_CORE AVX2
     .venv/bin/python bench/bf16_matmul.py --attention
+    .venv/bin/python bench/bf16_matmul.py --muon --isa DEFAULT AVX2
 
 Times the captioners' typical training products (a batch of 128 texts x 30 tokens through a
 128-wide layer) in fp32 and bf16 and prints bf16 / fp32. Each ``--isa`` runs in a process of
@@ -15,6 +16,11 @@ get. fp32 products go through another library and do not change with it. This is
 ``--attention`` times ``scaled_dot_product_attention`` forward and backward instead, at the
 captioners' sizes (a decoder's causal self-attention; its cross-attention to 64 image tokens):
 why attention stays fp32 under CPU autocast.
+
+``--muon`` times one step of Muon's Newton-Schulz iterations (``optimizer: muon``) over the
+weight matrices Muon takes in the default vit_gpt2 (a 2-layer ViT and a 3-layer GPT-2 with
+cross-attention, 128 wide): PyTorch runs them in bf16; the loop runs them in fp32 where the
+training precision is fp32 (``vlcore/train/optimizers.py``).
 """
 
 from __future__ import annotations
@@ -64,11 +70,54 @@ def attention_ms(texts, heads, queries, keys, width, causal, dtype_name, repeats
     return (time.perf_counter() - start) / repeats * 1e3
 
 
-def one_isa(attention: bool) -> None:
+def vit_gpt2_matrices() -> list:
+    """The default vit_gpt2's weight matrices that Muon steps (random values, real shapes)."""
+    from transformers import GPT2Config, GPT2LMHeadModel, ViTConfig, ViTModel
+
+    from vlcore.train.optimizers import muon_split
+
+    encoder = ViTModel(
+        ViTConfig(
+            hidden_size=128, num_hidden_layers=2, num_attention_heads=4, intermediate_size=256
+        ),
+        add_pooling_layer=False,
+    )
+    decoder = GPT2LMHeadModel(
+        GPT2Config(n_embd=128, n_layer=3, n_head=4, n_inner=256, add_cross_attention=True)
+    )
+    return [p.detach() for model in (encoder, decoder) for p in muon_split(model)[0]]
+
+
+def newton_schulz_ms(dtype_name: str, repeats: int = 5) -> float:
+    """One optimizer step's Newton-Schulz iterations over vit_gpt2's matrices, in ms."""
+    import torch
+
+    from vlcore.train.optimizers import newton_schulz
+
+    dtype = getattr(torch, dtype_name)
+    updates = [torch.randn_like(p) for p in vit_gpt2_matrices()]
+
+    def step():
+        for update in updates:
+            newton_schulz(update, (3.4445, -4.775, 2.0315), 5, 1e-7, dtype)
+
+    step()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        step()
+    return (time.perf_counter() - start) / repeats * 1e3
+
+
+def one_isa(attention: bool, muon: bool = False) -> None:
     """The child process: every shape in both precisions, as JSON."""
     import torch
 
     torch.set_num_threads(1)
+    if muon:
+        matrices = len(vit_gpt2_matrices())
+        times = {name: newton_schulz_ms(name) for name in ("float32", "bfloat16")}
+        print(json.dumps([{"shape": [matrices], **times}]))
+        return
     shapes, timer = (ATTENTION, attention_ms) if attention else (SHAPES, product_ms)
     out = [{"shape": shape[:5], **{name: timer(*shape, name) for name in ("float32", "bfloat16")}}
            for shape in shapes]  # fmt: skip
@@ -81,16 +130,25 @@ def main() -> None:
     parser.add_argument(
         "--attention", action="store_true", help="time attention (forward + backward) instead"
     )
+    parser.add_argument(
+        "--muon", action="store_true", help="time Muon's Newton-Schulz step for vit_gpt2 instead"
+    )
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.attention and args.muon:
+        parser.error("--attention or --muon, not both")
     if args.one:
-        one_isa(args.attention)
+        one_isa(args.attention, args.muon)
         return
     what = "texts x heads x q x k x width" if args.attention else "rows x in x out"
+    what = "vit_gpt2's matrices" if args.muon else what
     print(f"oneDNN ISA cap | {what} | fp32 ms | bf16 ms | bf16 / fp32")
     for isa in args.isa:
         env = {**os.environ, "ONEDNN_MAX_CPU_ISA": isa}
-        command = [sys.executable, __file__, "--one", *(["--attention"] if args.attention else [])]
+        flags = [
+            flag for flag, on in (("--attention", args.attention), ("--muon", args.muon)) if on
+        ]
+        command = [sys.executable, __file__, "--one", *flags]
         out = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
         if out.returncode != 0:
             raise SystemExit(f"ONEDNN_MAX_CPU_ISA={isa} failed:\n{out.stderr[-2000:]}")

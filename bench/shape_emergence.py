@@ -10,7 +10,7 @@ vit_gpt2`` (or ``--captioner clip_prefix``) settings mapping, trained from the s
 the experiment's ``train`` shards (already built: ``shards/``, ``tokenizer/`` and, for
 clip_prefix, ``clip/``) with the real model, batch collation and loss, AdamW with warm-up and
 cosine decay as in the training loop (batches drawn at random with replacement, not in
-epochs). Every ``--every`` steps it prints, on the ``val`` captions:
+epochs); ``{"optimizer": "muon"}`` takes the loop's Muon instead (``vlcore/train/optimizers.py``). Every ``--every`` steps it prints, on the ``val`` captions:
 
 * shape accuracy: at every caption position whose next token starts a shape word (synonyms
   included), does the model rank that shape above the other five (each shape scored by the
@@ -57,6 +57,7 @@ from vlcore.pipeline.captioner import (
 from vlcore.pipeline.captioner_batches import captioner_loss, collate_texts, token_losses
 from vlcore.synthetic.lexicon import COLORS, SHAPE_SYNONYMS_EN, SHAPES, SIZE_SYNONYMS_EN
 from vlcore.text import load_tokenizer
+from vlcore.train.optimizers import build_optimizer
 
 BENCH_KEYS = ("shape_word_weight", "encoder_lr_scale", "focal_gamma")
 
@@ -182,12 +183,17 @@ def run_variant(args: dict) -> dict:
     if encoder_scale != 1.0 and not encoder:
         raise ValueError(f"encoder_lr_scale: {name} has no model.encoder (vit_gpt2 has)")
     param_groups = [{"params": encoder, "scale": encoder_scale}, {"params": rest, "scale": 1.0}]
-    opt = torch.optim.AdamW(
-        [group for group in param_groups if group["params"]],
-        lr=config.lr,
-        betas=tuple(config.betas),
-        weight_decay=config.weight_decay,
-    )
+    if config.optimizer != "adamw":
+        if encoder_scale != 1.0:
+            raise ValueError("encoder_lr_scale is for the bench's own AdamW: drop optimizer")
+        opt = build_optimizer(model, config.optimizer, config.lr, config.weight_decay, config.betas)
+    else:
+        opt = torch.optim.AdamW(
+            [group for group in param_groups if group["params"]],
+            lr=config.lr,
+            betas=tuple(config.betas),
+            weight_decay=config.weight_decay,
+        )
     draw = torch.Generator().manual_seed(seed)
     styles_set = frozenset(styles)
     steps, every = args["steps"], args["every"]
@@ -203,7 +209,7 @@ def run_variant(args: dict) -> dict:
         warm = min(1.0, step / max(config.warmup_steps, 1))
         for group in opt.param_groups:
             cosine = 0.5 * (1 + math.cos(math.pi * step / steps))
-            group["lr"] = group["scale"] * config.lr * warm * cosine
+            group["lr"] = group.get("scale", 1.0) * config.lr * warm * cosine
         loss = loss_of(batch)
         loss.backward()
         if config.grad_clip:

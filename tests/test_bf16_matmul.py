@@ -32,3 +32,14 @@ def test_attention_is_timed_forward_and_backward_at_the_captioners_sizes():
     assert [row[1] for row in rows] == ["128x4x30x30x32", "128x4x30x64x32"]
     for row in rows:
         assert float(row[2]) > 0 and float(row[3]) > 0
+
+
+def test_muon_times_newton_schulz_over_vit_gpt2s_matrices_in_both_precisions():
+    command = [sys.executable, str(REPO / "bench" / "bf16_matmul.py"), "--muon"]
+    out = subprocess.run(command, capture_output=True, text=True, check=False, cwd=REPO)
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = out.stdout.splitlines()
+    assert "vit_gpt2's matrices" in lines[0]
+    (row,) = [[cell.strip() for cell in line.split("|")] for line in lines[1:]]
+    assert row[:2] == ["DEFAULT", "33"]  # 2 ViT layers x 6, 3 GPT-2 layers x 7
+    assert float(row[2]) > 0 and float(row[3]) > 0

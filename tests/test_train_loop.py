@@ -51,14 +51,16 @@ def config(**kw) -> TrainConfig:
     return TrainConfig(**{**base, **kw})
 
 
-def test_fit_learns_and_writes_outputs(tmp_path: Path):
+@pytest.mark.parametrize("optimizer", ["adamw", "muon"])
+def test_fit_learns_and_writes_outputs(tmp_path: Path, optimizer: str):
     model = make_model()
     history = fit(
         model,
         mse,
         epoch_batches,
         lambda: epoch_batches(99),
-        config(max_steps=60, lr=5e-2),
+        # Muon's orthogonalised steps have a fixed size: this toy regression wants a larger one
+        config(max_steps=60, lr=5e-2 if optimizer == "adamw" else 1e-1, optimizer=optimizer),
         tmp_path,
     )
     losses = [loss for _, loss, _ in history["train"]]
@@ -73,9 +75,11 @@ class Boom(RuntimeError):
     pass
 
 
-def test_resume_after_kill_is_bit_identical(tmp_path: Path):
+@pytest.mark.parametrize("optimizer", ["adamw", "muon"])
+def test_resume_after_kill_is_bit_identical(tmp_path: Path, optimizer: str):
     straight = make_model()
-    fit(straight, mse, epoch_batches, None, config(ckpt_every=5), tmp_path / "a")
+    settings = config(ckpt_every=5, optimizer=optimizer)
+    fit(straight, mse, epoch_batches, None, settings, tmp_path / "a")
 
     calls = {"n": 0}
 
@@ -86,13 +90,13 @@ def test_resume_after_kill_is_bit_identical(tmp_path: Path):
         return mse(model, batch)
 
     with pytest.raises(Boom):
-        fit(make_model(), dying_loss, epoch_batches, None, config(ckpt_every=5), tmp_path / "b")
+        fit(make_model(), dying_loss, epoch_batches, None, settings, tmp_path / "b")
     assert (tmp_path / "b" / "checkpoint" / "model.safetensors").is_file()
     assert not (tmp_path / "b" / "model.safetensors").exists()
 
     torch.manual_seed(123)  # a fresh process would start from other RNG state: resume restores it
     resumed = make_model()
-    fit(resumed, mse, epoch_batches, None, config(ckpt_every=5), tmp_path / "b")
+    fit(resumed, mse, epoch_batches, None, settings, tmp_path / "b")
     a = load_file(tmp_path / "a" / "model.safetensors")
     b = load_file(tmp_path / "b" / "model.safetensors")
     assert a.keys() == b.keys()
@@ -130,7 +134,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _ddp_worker(rank: int, world: int, port: int, out_dir: str, precision: str) -> None:
+def _ddp_worker(
+    rank: int, world: int, port: int, out_dir: str, precision: str, optimizer: str
+) -> None:
     os.environ.update(
         MASTER_ADDR="127.0.0.1",
         MASTER_PORT=str(port),
@@ -147,7 +153,7 @@ def _ddp_worker(rank: int, world: int, port: int, out_dir: str, precision: str) 
         mse,
         lambda e: epoch_batches(e, rank=rank, world=world),
         None,
-        config(precision=precision),
+        config(precision=precision, optimizer=optimizer),
         out_dir,
         runtime=runtime,
     )
@@ -155,17 +161,22 @@ def _ddp_worker(rank: int, world: int, port: int, out_dir: str, precision: str) 
 
 
 @pytest.mark.parametrize(
-    "precision, tolerance",
+    "precision, optimizer, tolerance",
     # under bf16 autocast each process rounds its half of the batch's products on its own
-    [("fp32", dict(rtol=1e-5, atol=1e-6)), ("bf16", dict(rtol=1e-2, atol=1e-3))],
+    [
+        ("fp32", "adamw", dict(rtol=1e-5, atol=1e-6)),
+        ("bf16", "adamw", dict(rtol=1e-2, atol=1e-3)),
+        ("fp32", "muon", dict(rtol=1e-5, atol=1e-6)),
+    ],
 )
-def test_two_process_ddp_matches_single_process(tmp_path: Path, precision, tolerance):
+def test_two_process_ddp_matches_single_process(tmp_path: Path, precision, optimizer, tolerance):
     single = make_model()
     single[2].p = 0.0
-    fit(single, mse, epoch_batches, None, config(precision=precision), tmp_path / "single")
+    settings = config(precision=precision, optimizer=optimizer)
+    fit(single, mse, epoch_batches, None, settings, tmp_path / "single")
     mp.spawn(
         _ddp_worker,
-        args=(2, _free_port(), str(tmp_path / "ddp"), precision),
+        args=(2, _free_port(), str(tmp_path / "ddp"), precision, optimizer),
         nprocs=2,
         join=True,
     )

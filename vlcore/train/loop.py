@@ -2,7 +2,7 @@
 
 Read top to bottom, one optimizer step is:
   1. gather ``grad_accum`` micro-batches (DDP syncs gradients only on the last one),
-  2. clip the global gradient norm, step AdamW,
+  2. clip the global gradient norm, step AdamW (or Muon with AdamW: ``optimizer: muon``),
   3. step the schedule: linear warm-up for ``warmup_steps``, then cosine decay to zero,
   4. every ``val_every`` steps: mean validation loss over all processes,
   5. every ``ckpt_every`` steps: a resumable checkpoint (weights, optimizer, schedule,
@@ -43,6 +43,7 @@ from vlcore.train.checkpoint import (
     save_weights,
     unwrap,
 )
+from vlcore.train.optimizers import build_optimizer
 from vlcore.train.plots import plot_loss_curve
 from vlcore.train.runtime import Runtime, all_reduce_mean, setup_runtime, to_device
 
@@ -57,6 +58,8 @@ class TrainConfig:
     lr: float = 1e-3  # peak learning rate, reached at the end of warm-up
     weight_decay: float = 0.01  # AdamW decoupled decay, on matrices only (not biases/norms)
     betas: tuple[float, float] = (0.9, 0.98)  # AdamW; 0.98 is steadier for small batches
+    # adamw | muon (Muon for the hidden weight matrices, AdamW for the rest; optimizers.py)
+    optimizer: str = "adamw"
     warmup_steps: int = 30  # linear warm-up, then cosine decay to zero
     grad_accum: int = 1  # micro-batches per optimizer step (larger effective batch)
     grad_clip: float = 1.0  # max global gradient norm; 0 disables clipping
@@ -118,18 +121,6 @@ def finished_run(
         return False
     expected = json.loads(json.dumps(run_meta(meta, config, world_size), default=str))
     return json.loads(record.read_text(encoding="utf-8")) == expected
-
-
-def build_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    decay, no_decay = [], []
-    for param in model.parameters():
-        if param.requires_grad:
-            (decay if param.ndim >= 2 else no_decay).append(param)
-    groups = [
-        {"params": decay, "weight_decay": config.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
-    return torch.optim.AdamW(groups, lr=config.lr, betas=tuple(config.betas))
 
 
 class _Batches:
@@ -216,7 +207,11 @@ def fit(
 
     model.to(runtime.device)
     model.train()
-    optimizer = build_optimizer(model, config)
+    # Muon's Newton-Schulz iterations in bf16 only where bf16 is the training precision
+    ns_dtype = torch.bfloat16 if runtime.precision == "bf16" else torch.float32
+    optimizer = build_optimizer(
+        model, config.optimizer, config.lr, config.weight_decay, config.betas, ns_dtype
+    )
     scheduler = get_cosine_schedule_with_warmup(optimizer, config.warmup_steps, config.max_steps)
     state = {"step": 0, "epoch": 0, "position": 0, "history": {"train": [], "val": []}}
     if ckpt_dir.is_dir():

@@ -1,0 +1,210 @@
+"""The training loop's optimizer: AdamW, or Muon for the hidden weight matrices.
+
+``optimizer: adamw`` (the default) is AdamW with decoupled weight decay on matrices only.
+``optimizer: muon`` steps every hidden weight matrix (the 2-D ``weight`` of a linear layer,
+attention's ``in_proj_weight``) with PyTorch's :class:`torch.optim.Muon` (Jordan et al. 2024:
+momentum, then the update orthogonalised by Newton-Schulz iterations) and everything else
+(embeddings and the head tied to them, convolutions, norms, biases, positional and
+projection parameters) with AdamW, as the Muon authors do. Muon's step is scaled to AdamW's
+update size (``adjust_lr_fn="match_rms_adamw"``, Liu et al. 2025), so one learning rate and
+schedule drive both.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import torch
+
+OPTIMIZERS = ("adamw", "muon")
+MUON_NAMES = ("weight", "in_proj_weight")  # a module's own 2-D parameters Muon takes
+
+
+def muon_split(model: torch.nn.Module) -> tuple[list[torch.nn.Parameter], list[torch.nn.Parameter]]:
+    """The trainable parameters as (Muon's, AdamW's). An embedding's table stays with AdamW
+    wherever else it is used (a language-model head tied to it)."""
+    embedding = {
+        id(p) for m in model.modules() if isinstance(m, torch.nn.Embedding) for p in m.parameters()
+    }
+    muon, seen = [], set()
+    for module in model.modules():
+        for name, param in module.named_parameters(recurse=False):
+            take = param.ndim == 2 and name in MUON_NAMES and id(param) not in embedding
+            if take and param.requires_grad and id(param) not in seen:
+                seen.add(id(param))
+                muon.append(param)
+    rest = [p for p in model.parameters() if p.requires_grad and id(p) not in seen]
+    return muon, rest
+
+
+def _decay_groups(params: Iterable[torch.nn.Parameter], weight_decay: float) -> list[dict]:
+    params = list(params)
+    groups = [
+        {"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
+        {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+    ]
+    return groups
+
+
+def newton_schulz(
+    update: torch.Tensor,
+    coefficients: tuple[float, float, float],
+    steps: int,
+    eps: float,
+    dtype: torch.dtype,
+) -> torch.Tensor:
+    """Muon's orthogonalisation of a 2-D update: PyTorch's quintic Newton-Schulz iteration
+    (``torch.optim._muon``), run in ``dtype``."""
+    a, b, c = coefficients
+    x = update.to(dtype)
+    tall = x.size(0) > x.size(1)
+    if tall:
+        x = x.T
+    x = x.div(x.norm().clamp(min=eps))
+    for _ in range(steps):
+        gram = x @ x.T
+        x = torch.addmm(x, torch.addmm(gram, gram, gram, beta=b, alpha=c), x, beta=a)
+    return x.T if tall else x
+
+
+class Muon(torch.optim.Muon):
+    """:class:`torch.optim.Muon` whose Newton-Schulz iterations run in ``ns_dtype``.
+
+    PyTorch's runs them in bf16, which is what GPUs and CPUs with AMX multiply fastest; on
+    other CPUs a bf16 matrix product is many times slower than an fp32 one
+    (``bench/bf16_matmul.py``), so there the loop asks for fp32. With bf16 this is PyTorch's
+    own step; with fp32 the same arithmetic (``tests/test_optimizers.py`` checks both)."""
+
+    def __init__(self, params, *, ns_dtype: torch.dtype = torch.bfloat16, **kwargs):
+        super().__init__(params, **kwargs)
+        self.ns_dtype = ns_dtype
+
+    @torch.no_grad()
+    def step(self, closure=None):  # type: ignore[override]
+        if self.ns_dtype == torch.bfloat16:
+            return super().step(closure)
+        if closure is not None:
+            raise ValueError("this Muon's step takes no closure")
+        self._step_in(self.ns_dtype)
+        return None
+
+    @torch.no_grad()
+    def _step_in(self, dtype: torch.dtype) -> None:
+        for group in self.param_groups:
+            lr, decay, momentum = group["lr"], group["weight_decay"], group["momentum"]
+            for param in group["params"]:
+                if param.grad is None:
+                    continue
+                grad = param.grad
+                state = self.state[param]
+                if "momentum_buffer" not in state:
+                    state["momentum_buffer"] = torch.zeros_like(
+                        grad, memory_format=torch.preserve_format
+                    )
+                buffer = state["momentum_buffer"]
+                buffer.lerp_(grad, 1 - momentum)
+                update = grad.lerp(buffer, momentum) if group["nesterov"] else buffer
+                update = newton_schulz(
+                    update, group["ns_coefficients"], group["ns_steps"], group["eps"], dtype
+                )
+                param.mul_(1 - lr * decay)
+                param.add_(update, alpha=-lr * _lr_ratio(group["adjust_lr_fn"], param.shape))
+
+
+def _lr_ratio(adjust_lr_fn: str | None, shape: torch.Size) -> float:
+    """PyTorch Muon's per-matrix learning-rate factor (``torch.optim._muon._adjust_lr``)."""
+    rows, cols = shape[:2]
+    if adjust_lr_fn == "match_rms_adamw":
+        return 0.2 * math.sqrt(max(rows, cols))
+    if adjust_lr_fn in (None, "original"):
+        return math.sqrt(max(1, rows / cols))
+    if adjust_lr_fn == "spectral_unclamped":
+        return math.sqrt(rows / cols)
+    return 1.0
+
+
+class ChainedOptimizer(torch.optim.Optimizer):
+    """Several optimizers over disjoint parameters, stepped, zeroed, saved and scheduled as
+    one. ``param_groups`` is the children's own group dicts, read afresh each time (loading
+    a state replaces a child's dicts), so a learning-rate scheduler wrapped around this one
+    sets every child's rate."""
+
+    def __init__(self, optimizers: Sequence[torch.optim.Optimizer]):
+        # Optimizer.__init__ would register the parameters a second time; keep only what its
+        # API reads (schedulers read param_groups, hooks the dicts below).
+        self.optimizers = list(optimizers)
+        self.defaults: dict[str, Any] = {}
+        self._optimizer_step_pre_hooks = {}
+        self._optimizer_step_post_hooks = {}
+        self._optimizer_state_dict_pre_hooks = {}
+        self._optimizer_state_dict_post_hooks = {}
+        self._optimizer_load_state_dict_pre_hooks = {}
+        self._optimizer_load_state_dict_post_hooks = {}
+
+    @property
+    def param_groups(self) -> list[dict]:  # type: ignore[override]
+        return [g for opt in self.optimizers for g in opt.param_groups]
+
+    @property
+    def state(self) -> dict:  # type: ignore[override]
+        return {k: v for opt in self.optimizers for k, v in opt.state.items()}
+
+    @torch.no_grad()
+    def step(self, closure=None):  # type: ignore[override]
+        if closure is not None:
+            raise ValueError("ChainedOptimizer.step takes no closure")
+        for opt in self.optimizers:
+            opt.step()
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for opt in self.optimizers:
+            opt.zero_grad(set_to_none=set_to_none)
+
+    def state_dict(self) -> dict[str, Any]:  # type: ignore[override]
+        return {"optimizers": [opt.state_dict() for opt in self.optimizers]}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:  # type: ignore[override]
+        saved = state_dict.get("optimizers")
+        if not isinstance(saved, list) or len(saved) != len(self.optimizers):
+            raise ValueError(
+                "the checkpoint's optimizer state is not this optimizer's "
+                f"({len(self.optimizers)} chained optimizers); train this run from scratch"
+            )
+        for opt, state in zip(self.optimizers, saved, strict=True):
+            opt.load_state_dict(state)
+
+
+def build_optimizer(
+    model: torch.nn.Module,
+    optimizer: str,
+    lr: float,
+    weight_decay: float,
+    betas: tuple[float, float],
+    ns_dtype: torch.dtype = torch.bfloat16,
+) -> torch.optim.Optimizer:
+    """The optimizer ``optimizer`` (one of :data:`OPTIMIZERS`) over ``model``'s trainable
+    parameters; weight decay on matrices only. ``ns_dtype``: the dtype of Muon's
+    Newton-Schulz iterations (the loop passes its precision's)."""
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer {optimizer!r}: choose one of {', '.join(OPTIMIZERS)}")
+    if optimizer == "adamw":
+        params = [p for p in model.parameters() if p.requires_grad]
+        return torch.optim.AdamW(_decay_groups(params, weight_decay), lr=lr, betas=tuple(betas))
+    muon, rest = muon_split(model)
+    if not muon:
+        raise ValueError("optimizer muon: the model has no 2-D weight matrix to train with Muon")
+    chained = [
+        Muon(
+            muon,
+            lr=lr,
+            weight_decay=weight_decay,
+            adjust_lr_fn="match_rms_adamw",
+            ns_dtype=ns_dtype,
+        )
+    ]
+    if rest:
+        groups = [g for g in _decay_groups(rest, weight_decay) if g["params"]]
+        chained.append(torch.optim.AdamW(groups, lr=lr, betas=tuple(betas)))
+    return ChainedOptimizer(chained)
