@@ -18,9 +18,9 @@ captioners' sizes (a decoder's causal self-attention; its cross-attention to 64 
 why attention stays fp32 under CPU autocast.
 
 ``--muon`` times one step of Muon's Newton-Schulz iterations (``optimizer: muon``) over the
-weight matrices Muon takes in the default vit_gpt2 (a 2-layer ViT and a 3-layer GPT-2 with
-cross-attention, 128 wide): PyTorch runs them in bf16; the loop runs them in fp32 where the
-training precision is fp32 (``vlcore/train/optimizers.py``).
+weights Muon takes in the default vit_gpt2 (the conv stem's filters, a 2-layer ViT and a
+3-layer GPT-2 with cross-attention, 128 wide): PyTorch runs them in bf16; the loop runs them
+in fp32 where the training precision is fp32 (``vlcore/train/optimizers.py``).
 """
 
 from __future__ import annotations
@@ -71,21 +71,20 @@ def attention_ms(texts, heads, queries, keys, width, causal, dtype_name, repeats
 
 
 def vit_gpt2_matrices() -> list:
-    """The default vit_gpt2's weight matrices that Muon steps (random values, real shapes)."""
-    from transformers import GPT2Config, GPT2LMHeadModel, ViTConfig, ViTModel
-
+    """The default vit_gpt2's weights that Muon steps (random values, real shapes): the
+    config's overrides of the tiny preset, a 2000-token vocabulary."""
+    from vlcore.models.captioner_vit_gpt2 import ViTGPT2Captioner
+    from vlcore.models.generation import TextIds
+    from vlcore.pipeline.captioner import load_preset
     from vlcore.train.optimizers import muon_split
 
-    encoder = ViTModel(
-        ViTConfig(
-            hidden_size=128, num_hidden_layers=2, num_attention_heads=4, intermediate_size=256
-        ),
-        add_pooling_layer=False,
-    )
-    decoder = GPT2LMHeadModel(
-        GPT2Config(n_embd=128, n_layer=3, n_head=4, n_inner=256, add_cross_attention=True)
-    )
-    return [p.detach() for model in (encoder, decoder) for p in muon_split(model)[0]]
+    overrides = {
+        "decoder": {"resid_pdrop": 0.0, "embd_pdrop": 0.0},
+        "encoder": {"num_hidden_layers": 2},
+    }
+    config = load_preset("vit_gpt2", None, overrides)
+    model = ViTGPT2Captioner.build(config, TextIds(2000, 0, 1, 2), 64)
+    return [p.detach() for p in muon_split(model)[0]]
 
 
 def newton_schulz_ms(dtype_name: str, repeats: int = 5) -> float:
@@ -95,7 +94,7 @@ def newton_schulz_ms(dtype_name: str, repeats: int = 5) -> float:
     from vlcore.train.optimizers import newton_schulz
 
     dtype = getattr(torch, dtype_name)
-    updates = [torch.randn_like(p) for p in vit_gpt2_matrices()]
+    updates = [torch.randn(p.size(0), p[0].numel()) for p in vit_gpt2_matrices()]  # filters flat
 
     def step():
         for update in updates:

@@ -59,7 +59,7 @@ from vlcore.synthetic.lexicon import COLORS, SHAPE_SYNONYMS_EN, SHAPES, SIZE_SYN
 from vlcore.text import load_tokenizer
 from vlcore.train.optimizers import build_optimizer
 
-BENCH_KEYS = ("shape_word_weight", "encoder_lr_scale", "focal_gamma")
+BENCH_KEYS = ("shape_word_weight", "encoder_lr_scale", "focal_gamma", "muon_convolutions")
 
 
 # The attribute words read at every evaluation: canonical value -> its words (synonyms).
@@ -113,6 +113,7 @@ def run_variant(args: dict) -> dict:
     shape_weight = float(settings.pop("shape_word_weight", 1.0))
     encoder_scale = float(settings.pop("encoder_lr_scale", 1.0))
     focal_gamma = float(settings.pop("focal_gamma", 0.0))
+    muon_convolutions = bool(settings.pop("muon_convolutions", True))
     if focal_gamma and shape_weight != 1.0:
         raise ValueError("focal_gamma and shape_word_weight weight the tokens two ways: pick one")
     name = args["captioner"]
@@ -186,7 +187,14 @@ def run_variant(args: dict) -> dict:
     if config.optimizer != "adamw":
         if encoder_scale != 1.0:
             raise ValueError("encoder_lr_scale is for the bench's own AdamW: drop optimizer")
-        opt = build_optimizer(model, config.optimizer, config.lr, config.weight_decay, config.betas)
+        opt = build_optimizer(
+            model,
+            config.optimizer,
+            config.lr,
+            config.weight_decay,
+            config.betas,
+            muon_convolutions=muon_convolutions,
+        )
     else:
         opt = torch.optim.AdamW(
             [group for group in param_groups if group["params"]],

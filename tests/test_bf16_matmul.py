@@ -41,5 +41,5 @@ def test_muon_times_newton_schulz_over_vit_gpt2s_matrices_in_both_precisions():
     lines = out.stdout.splitlines()
     assert "vit_gpt2's matrices" in lines[0]
     (row,) = [[cell.strip() for cell in line.split("|")] for line in lines[1:]]
-    assert row[:2] == ["DEFAULT", "33"]  # 2 ViT layers x 6, 3 GPT-2 layers x 7
+    assert row[:2] == ["DEFAULT", "36"]  # 3 stem filters, 2 ViT layers x 6, 3 GPT-2 layers x 7
     assert float(row[2]) > 0 and float(row[3]) > 0

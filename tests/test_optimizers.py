@@ -39,13 +39,17 @@ def test_muon_takes_hidden_matrices_and_leaves_embeddings_and_the_tied_head():
     assert len(muon) + len(rest) == len(list(model.parameters()))
 
 
-def test_muon_leaves_convolutions_attention_projections_and_frozen_weights():
+def test_muon_takes_attention_projections_and_leaves_frozen_weights_and_conv_biases():
     attention = torch.nn.MultiheadAttention(8, 2)
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), attention, torch.nn.Linear(8, 8))
     model[2].weight.requires_grad_(False)
     muon, rest = muon_split(model)
-    assert {id(p) for p in muon} == {id(attention.in_proj_weight), id(attention.out_proj.weight)}
-    assert id(model[0].weight) in {id(p) for p in rest}
+    assert {id(p) for p in muon} == {
+        id(model[0].weight),
+        id(attention.in_proj_weight),
+        id(attention.out_proj.weight),
+    }
+    assert id(model[0].bias) in {id(p) for p in rest}
     assert id(model[2].weight) not in {id(p) for p in muon + rest}
 
 
@@ -89,26 +93,30 @@ def test_state_round_trips_and_a_foreign_state_is_refused():
 def test_unknown_optimizer_and_a_model_without_matrices_are_clear_errors():
     with pytest.raises(ValueError, match="choose one of adamw, muon"):
         build_optimizer(tiny_gpt2(), "sgd", 1e-3, 0.0, (0.9, 0.98))
-    with pytest.raises(ValueError, match="no 2-D weight matrix"):
-        build_optimizer(torch.nn.Conv2d(3, 3, 3), "muon", 1e-3, 0.0, (0.9, 0.98))
+    with pytest.raises(ValueError, match="no weight matrix or filter"):
+        build_optimizer(torch.nn.LayerNorm(4), "muon", 1e-3, 0.0, (0.9, 0.98))
 
 
-def _muon_after_two_steps(step) -> list[torch.Tensor]:
+def _muon_after_two_steps(make_optimizer) -> list[torch.Tensor]:
     model = tiny_gpt2()
     muon, _ = muon_split(model)
-    optimizer = Muon(muon, lr=1e-2, weight_decay=0.1, adjust_lr_fn="match_rms_adamw")
+    optimizer = make_optimizer(muon)
     for seed in (1, 2):
         torch.manual_seed(seed)
         model(torch.randint(50, (2, 8)), labels=torch.randint(50, (2, 8))).loss.backward()
-        step(optimizer)
+        optimizer.step()
         model.zero_grad()
     return [p.detach().clone() for p in muon]
 
 
-def test_muon_in_float32_is_pytorchs_arithmetic_in_another_dtype():
-    torch_muon = _muon_after_two_steps(lambda opt: torch.optim.Muon.step(opt))
-    ours_bf16 = _muon_after_two_steps(lambda opt: opt._step_in(torch.bfloat16))
-    ours_fp32 = _muon_after_two_steps(lambda opt: opt._step_in(torch.float32))
+def test_muon_is_pytorchs_in_bf16_and_its_arithmetic_in_float32():
+    torch_muon = _muon_after_two_steps(
+        lambda p: torch.optim.Muon(p, lr=1e-2, weight_decay=0.1, adjust_lr_fn="match_rms_adamw")
+    )
+    ours_bf16 = _muon_after_two_steps(lambda p: Muon(p, lr=1e-2, weight_decay=0.1))
+    ours_fp32 = _muon_after_two_steps(
+        lambda p: Muon(p, lr=1e-2, weight_decay=0.1, ns_dtype=torch.float32)
+    )
     start = muon_split(tiny_gpt2())[0]
     for theirs, same, fp32, before in zip(torch_muon, ours_bf16, ours_fp32, start, strict=True):
         assert torch.equal(theirs, same)  # the same steps, bit for bit
@@ -119,14 +127,36 @@ def test_muon_in_float32_is_pytorchs_arithmetic_in_another_dtype():
         assert (moved - moved_fp32).norm() < 0.15 * moved.norm()
 
 
+def test_muon_steps_convolution_filters_as_matrices():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.Flatten(), torch.nn.Linear(8, 2))
+    assert {id(p) for p in muon_split(model, convolutions=False)[0]} == {id(model[2].weight)}
+    muon, rest = muon_split(model)
+    assert {id(p) for p in muon} == {id(model[0].weight), id(model[2].weight)}
+    conv = model[0]
+    optimizer = Muon([conv.weight], lr=1e-2, weight_decay=0.0, ns_dtype=torch.float32)
+    before = conv.weight.detach().clone()
+    (conv(torch.randn(16, 3, 5, 5)) * torch.randn(16, 8, 3, 3)).sum().backward()
+    gradient = conv.weight.grad.reshape(8, -1).clone()
+    optimizer.step()
+    step = (conv.weight - before).detach().reshape(8, -1)
+    # the 8 x 27 filter matrix's step is orthogonalised: its singular values pulled together
+    spread = [float(s.min() / s.max()) for s in map(torch.linalg.svdvals, (gradient, step))]
+    assert spread[0] < 0.4 and spread[1] > 0.55
+    with pytest.raises(ValueError, match="not a 1-D tensor"):
+        Muon([model[0].bias])
+
+
 def test_the_loop_runs_newton_schulz_in_its_precision(monkeypatch):
+    import vlcore.train.optimizers as optimizers
+
     dtypes = []
-    monkeypatch.setattr(Muon, "_step_in", lambda self, dtype: dtypes.append(dtype))
+    real = optimizers.newton_schulz
+    monkeypatch.setattr(optimizers, "newton_schulz", lambda *a: dtypes.append(a[-1]) or real(*a))
     model = tiny_gpt2()
     model(torch.randint(50, (2, 8)), labels=torch.randint(50, (2, 8))).loss.backward()
     build_optimizer(model, "muon", 1e-3, 0.0, (0.9, 0.98), torch.float32).step()
-    assert dtypes == [torch.float32]
-    bf16 = build_optimizer(model, "muon", 1e-3, 0.0, (0.9, 0.98), torch.bfloat16)
-    bf16.step()  # PyTorch's own step
-    assert dtypes == [torch.float32]
-    assert bf16.optimizers[0].state
+    assert set(dtypes) == {torch.float32} and len(dtypes) == 4  # the four matrices
+    dtypes.clear()
+    build_optimizer(model, "muon", 1e-3, 0.0, (0.9, 0.98), torch.bfloat16).step()
+    assert set(dtypes) == {torch.bfloat16} and len(dtypes) == 4

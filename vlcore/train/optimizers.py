@@ -22,16 +22,21 @@ OPTIMIZERS = ("adamw", "muon")
 MUON_NAMES = ("weight", "in_proj_weight")  # a module's own 2-D parameters Muon takes
 
 
-def muon_split(model: torch.nn.Module) -> tuple[list[torch.nn.Parameter], list[torch.nn.Parameter]]:
-    """The trainable parameters as (Muon's, AdamW's). An embedding's table stays with AdamW
-    wherever else it is used (a language-model head tied to it)."""
+def muon_split(
+    model: torch.nn.Module, convolutions: bool = True
+) -> tuple[list[torch.nn.Parameter], list[torch.nn.Parameter]]:
+    """The trainable parameters as (Muon's, AdamW's): Muon takes every hidden weight matrix
+    and, with ``convolutions``, every convolution's filters. An embedding's table stays with
+    AdamW wherever else it is used (a language-model head tied to it)."""
     embedding = {
         id(p) for m in model.modules() if isinstance(m, torch.nn.Embedding) for p in m.parameters()
     }
     muon, seen = [], set()
     for module in model.modules():
+        filters = convolutions and isinstance(module, torch.nn.modules.conv._ConvNd)
         for name, param in module.named_parameters(recurse=False):
-            take = param.ndim == 2 and name in MUON_NAMES and id(param) not in embedding
+            matrix = param.ndim == 2 and name in MUON_NAMES
+            take = (matrix or (filters and name == "weight")) and id(param) not in embedding
             if take and param.requires_grad and id(param) not in seen:
                 seen.add(id(param))
                 muon.append(param)
@@ -69,29 +74,55 @@ def newton_schulz(
     return x.T if tall else x
 
 
-class Muon(torch.optim.Muon):
-    """:class:`torch.optim.Muon` whose Newton-Schulz iterations run in ``ns_dtype``.
+class Muon(torch.optim.Optimizer):
+    """Muon (Jordan et al. 2024) as :class:`torch.optim.Muon` computes it, with its update
+    scaled to AdamW's size (``adjust_lr_fn="match_rms_adamw"``), and two things PyTorch's
+    lacks:
 
-    PyTorch's runs them in bf16, which is what GPUs and CPUs with AMX multiply fastest; on
-    other CPUs a bf16 matrix product is many times slower than an fp32 one
-    (``bench/bf16_matmul.py``), so there the loop asks for fp32. With bf16 this is PyTorch's
-    own step; with fp32 the same arithmetic (``tests/test_optimizers.py`` checks both)."""
+    * the Newton-Schulz iterations run in ``ns_dtype``. PyTorch's always run in bf16, which
+      GPUs and CPUs with AMX multiply fastest; on other CPUs a bf16 product is many times
+      slower than an fp32 one (``bench/bf16_matmul.py --muon``), so the loop asks for fp32
+      where it trains in fp32;
+    * a convolution's filters (any weight of more than two dimensions) are stepped as the
+      matrix ``out_channels x (in_channels * kernel)``, as Jordan's CIFAR-10 runs do.
 
-    def __init__(self, params, *, ns_dtype: torch.dtype = torch.bfloat16, **kwargs):
-        super().__init__(params, **kwargs)
+    On 2-D weights in bf16 the steps equal PyTorch's bit for bit (``tests/test_optimizers.py``).
+    """
+
+    def __init__(
+        self,
+        params,
+        lr: float = 1e-3,
+        weight_decay: float = 0.1,
+        momentum: float = 0.95,
+        nesterov: bool = True,
+        ns_coefficients: tuple[float, float, float] = (3.4445, -4.775, 2.0315),
+        ns_steps: int = 5,
+        eps: float = 1e-7,
+        ns_dtype: torch.dtype = torch.bfloat16,
+    ):
+        defaults = dict(
+            lr=lr,
+            weight_decay=weight_decay,
+            momentum=momentum,
+            nesterov=nesterov,
+            ns_coefficients=tuple(ns_coefficients),
+            ns_steps=ns_steps,
+            eps=eps,
+        )
+        super().__init__(params, defaults)
         self.ns_dtype = ns_dtype
+        for group in self.param_groups:
+            for param in group["params"]:
+                if param.ndim < 2:
+                    raise ValueError(
+                        f"Muon steps matrices and filters, not a {param.ndim}-D tensor"
+                    )
 
     @torch.no_grad()
     def step(self, closure=None):  # type: ignore[override]
-        if self.ns_dtype == torch.bfloat16:
-            return super().step(closure)
         if closure is not None:
-            raise ValueError("this Muon's step takes no closure")
-        self._step_in(self.ns_dtype)
-        return None
-
-    @torch.no_grad()
-    def _step_in(self, dtype: torch.dtype) -> None:
+            raise ValueError("Muon.step takes no closure")
         for group in self.param_groups:
             lr, decay, momentum = group["lr"], group["weight_decay"], group["momentum"]
             for param in group["params"]:
@@ -106,23 +137,15 @@ class Muon(torch.optim.Muon):
                 buffer = state["momentum_buffer"]
                 buffer.lerp_(grad, 1 - momentum)
                 update = grad.lerp(buffer, momentum) if group["nesterov"] else buffer
-                update = newton_schulz(
-                    update, group["ns_coefficients"], group["ns_steps"], group["eps"], dtype
+                matrix = update.reshape(update.size(0), -1)
+                matrix = newton_schulz(
+                    matrix, group["ns_coefficients"], group["ns_steps"], group["eps"], self.ns_dtype
                 )
+                # PyTorch's match_rms_adamw: AdamW's update RMS (about 0.2) for any shape
+                scale = 0.2 * math.sqrt(max(matrix.shape))
                 param.mul_(1 - lr * decay)
-                param.add_(update, alpha=-lr * _lr_ratio(group["adjust_lr_fn"], param.shape))
-
-
-def _lr_ratio(adjust_lr_fn: str | None, shape: torch.Size) -> float:
-    """PyTorch Muon's per-matrix learning-rate factor (``torch.optim._muon._adjust_lr``)."""
-    rows, cols = shape[:2]
-    if adjust_lr_fn == "match_rms_adamw":
-        return 0.2 * math.sqrt(max(rows, cols))
-    if adjust_lr_fn in (None, "original"):
-        return math.sqrt(max(1, rows / cols))
-    if adjust_lr_fn == "spectral_unclamped":
-        return math.sqrt(rows / cols)
-    return 1.0
+                param.add_(matrix.reshape_as(param), alpha=-lr * scale)
+        return None
 
 
 class ChainedOptimizer(torch.optim.Optimizer):
@@ -183,26 +206,22 @@ def build_optimizer(
     weight_decay: float,
     betas: tuple[float, float],
     ns_dtype: torch.dtype = torch.bfloat16,
+    muon_convolutions: bool = True,
 ) -> torch.optim.Optimizer:
     """The optimizer ``optimizer`` (one of :data:`OPTIMIZERS`) over ``model``'s trainable
     parameters; weight decay on matrices only. ``ns_dtype``: the dtype of Muon's
-    Newton-Schulz iterations (the loop passes its precision's)."""
+    Newton-Schulz iterations (the loop passes its precision's); ``muon_convolutions``: Muon
+    steps the convolutions' filters too (False: AdamW does, for comparisons)."""
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer {optimizer!r}: choose one of {', '.join(OPTIMIZERS)}")
     if optimizer == "adamw":
         params = [p for p in model.parameters() if p.requires_grad]
         return torch.optim.AdamW(_decay_groups(params, weight_decay), lr=lr, betas=tuple(betas))
-    muon, rest = muon_split(model)
+    muon, rest = muon_split(model, muon_convolutions)
     if not muon:
-        raise ValueError("optimizer muon: the model has no 2-D weight matrix to train with Muon")
-    chained = [
-        Muon(
-            muon,
-            lr=lr,
-            weight_decay=weight_decay,
-            adjust_lr_fn="match_rms_adamw",
-            ns_dtype=ns_dtype,
-        )
+        raise ValueError("optimizer muon: the model has no weight matrix or filter for Muon")
+    chained: list[torch.optim.Optimizer] = [
+        Muon(muon, lr=lr, weight_decay=weight_decay, ns_dtype=ns_dtype)
     ]
     if rest:
         groups = [g for g in _decay_groups(rest, weight_decay) if g["params"]]
