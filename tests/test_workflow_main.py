@@ -62,7 +62,7 @@ def test_tables_hold_models_and_reference_rows(tiny_main: Path):
     assert cider["rows"]["human"]["CIDEr"] > cider["rows"]["most_frequent"]["CIDEr"]
     vqa = read(tiny_main, "vqa.json")["experiments"]["default"]
     assert 0 <= vqa["model"]["overall"] <= 100 and vqa["n_questions"] > 0
-    assert vqa["captioner"] == "clip_prefix"  # the default's vqa_with
+    assert vqa["captioner"] == "vit_gpt2"  # the default's vqa_with
     assert "per_question" not in vqa
     retrieval = read(tiny_main, "retrieval.json")["experiments"]["default"]
     assert retrieval["chance"]["image_to_text"]["R@1"] > 0
