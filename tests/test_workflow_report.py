@@ -40,6 +40,9 @@ def tiny_experiment(n_images: int) -> dict:
         "tokenizer": {"vocab_size": 300},
         "clip": {"batch_size": 8, "train": TRAIN},
         "captioners": {
+            # clip_prefix answers in both experiments (synthetic_zh's file keeps the schema's
+            # default; the default config's vit_gpt2 answering is tested in test_workflow_main)
+            "vqa_with": "clip_prefix",
             "vit_gpt2": {**CAPTIONER, "generate": GENERATE,
                          "scst": {"steps": 2, "samples": 2, "max_new_tokens": 6}},
             "clip_prefix": {**CAPTIONER, "generate": {**GENERATE, "answer_max_new_tokens": 3},
