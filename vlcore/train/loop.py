@@ -58,7 +58,7 @@ class TrainConfig:
     lr: float = 1e-3  # peak learning rate, reached at the end of warm-up
     weight_decay: float = 0.01  # AdamW decoupled decay, on matrices only (not biases/norms)
     betas: tuple[float, float] = (0.9, 0.98)  # AdamW; 0.98 is steadier for small batches
-    # adamw | muon (Muon for the hidden weight matrices, AdamW for the rest; optimizers.py)
+    # adamw | muon (Muon for weight matrices and conv filters, AdamW for the rest; optimizers.py)
     optimizer: str = "adamw"
     warmup_steps: int = 30  # linear warm-up, then cosine decay to zero
     grad_accum: int = 1  # micro-batches per optimizer step (larger effective batch)

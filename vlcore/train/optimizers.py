@@ -1,13 +1,13 @@
-"""The training loop's optimizer: AdamW, or Muon for the hidden weight matrices.
+"""The training loop's optimizer: AdamW, or Muon for the weight matrices and filters.
 
 ``optimizer: adamw`` (the default) is AdamW with decoupled weight decay on matrices only.
 ``optimizer: muon`` steps every hidden weight matrix (the 2-D ``weight`` of a linear layer,
-attention's ``in_proj_weight``) with PyTorch's :class:`torch.optim.Muon` (Jordan et al. 2024:
-momentum, then the update orthogonalised by Newton-Schulz iterations) and everything else
-(embeddings and the head tied to them, convolutions, norms, biases, positional and
-projection parameters) with AdamW, as the Muon authors do. Muon's step is scaled to AdamW's
-update size (``adjust_lr_fn="match_rms_adamw"``, Liu et al. 2025), so one learning rate and
-schedule drive both.
+attention's ``in_proj_weight``) and every convolution's filters with :class:`Muon` (Jordan
+et al. 2024: momentum, then the update orthogonalised by Newton-Schulz iterations; PyTorch's
+step, see the class), and everything else (embeddings and the head tied to them, norms,
+biases, positional and projection parameters) with AdamW, as the Muon authors do. Muon's
+step is scaled to AdamW's update size (PyTorch's ``match_rms_adamw``, Liu et al. 2025), so
+one learning rate and schedule drive both (docs/optimizer.md).
 """
 
 from __future__ import annotations
@@ -45,12 +45,12 @@ def muon_split(
 
 
 def _decay_groups(params: Iterable[torch.nn.Parameter], weight_decay: float) -> list[dict]:
+    """AdamW's two groups: weight decay on matrices, none on biases and norms."""
     params = list(params)
-    groups = [
+    return [
         {"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
         {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
     ]
-    return groups
 
 
 def newton_schulz(
