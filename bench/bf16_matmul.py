@@ -88,17 +88,19 @@ def vit_gpt2_matrices() -> list:
 
 
 def newton_schulz_ms(dtype_name: str, repeats: int = 5) -> float:
-    """One optimizer step's Newton-Schulz iterations over vit_gpt2's matrices, in ms."""
+    """One optimizer step's Newton-Schulz iterations over vit_gpt2's matrices, in ms: one
+    stack per shape, as Muon runs them."""
     import torch
 
-    from vlcore.train.optimizers import newton_schulz
+    from vlcore.train.optimizers import stacks_of_one_shape, newton_schulz
 
     dtype = getattr(torch, dtype_name)
     updates = [torch.randn(p.size(0), p[0].numel()) for p in vit_gpt2_matrices()]  # filters flat
+    stacks = [stack for _, stack in stacks_of_one_shape(updates)]
 
     def step():
-        for update in updates:
-            newton_schulz(update, (3.4445, -4.775, 2.0315), 5, 1e-7, dtype)
+        for stack in stacks:
+            newton_schulz(stack, (3.4445, -4.775, 2.0315), 5, 1e-7, dtype)
 
     step()
     start = time.perf_counter()

@@ -147,16 +147,23 @@ def test_muon_steps_convolution_filters_as_matrices():
         Muon([model[0].bias])
 
 
-def test_the_loop_runs_newton_schulz_in_its_precision(monkeypatch):
+def test_the_loop_runs_newton_schulz_in_its_precision_one_stack_per_shape(monkeypatch):
     import vlcore.train.optimizers as optimizers
 
-    dtypes = []
+    calls = []
     real = optimizers.newton_schulz
-    monkeypatch.setattr(optimizers, "newton_schulz", lambda *a: dtypes.append(a[-1]) or real(*a))
+
+    def recording(update, *args):
+        calls.append((args[-1], tuple(update.shape)))
+        return real(update, *args)
+
+    monkeypatch.setattr(optimizers, "newton_schulz", recording)
     model = tiny_gpt2()
     model(torch.randint(50, (2, 8)), labels=torch.randint(50, (2, 8))).loss.backward()
-    build_optimizer(model, "muon", 1e-3, 0.0, (0.9, 0.98), torch.float32).step()
-    assert set(dtypes) == {torch.float32} and len(dtypes) == 4  # the four matrices
-    dtypes.clear()
-    build_optimizer(model, "muon", 1e-3, 0.0, (0.9, 0.98), torch.bfloat16).step()
-    assert set(dtypes) == {torch.bfloat16} and len(dtypes) == 4
+    # c_attn 16 x 48, attn.c_proj 16 x 16, and mlp.c_fc 16 x 64 with mlp.c_proj 64 x 16
+    # (transposed) in one stack; the stacked steps are PyTorch's bit for bit (test above)
+    stacks = [(1, 16, 48), (1, 16, 16), (2, 16, 64)]
+    for dtype in (torch.float32, torch.bfloat16):
+        calls.clear()
+        build_optimizer(model, "muon", 1e-3, 0.0, (0.9, 0.98), dtype).step()
+        assert calls == [(dtype, shape) for shape in stacks]

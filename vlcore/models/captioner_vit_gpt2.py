@@ -21,6 +21,7 @@ encoded image serves several captions), logits ``S L V``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 from collections.abc import Mapping
@@ -32,6 +33,11 @@ import torch.nn.functional as F
 from transformers import AutoConfig, AutoModel, PreTrainedModel, VisionEncoderDecoderModel
 
 from vlcore.models.conv_stem import ConvStem
+from vlcore.models.cross_attention import (
+    texts_per_image,
+    use_per_image_attention,
+    uses_per_image_attention,
+)
 from vlcore.models.generation import (
     TeacherForcedCaptioner,
     TextIds,
@@ -216,6 +222,7 @@ class ViTGPT2Captioner(TeacherForcedCaptioner):
     @staticmethod
     def _join(encoder, decoder, text: TextIds) -> VisionEncoderDecoderModel:
         model = VisionEncoderDecoderModel(encoder=encoder, decoder=decoder)
+        use_per_image_attention(model.decoder)  # each image's states read once per batch
         for cfg in (model.config, model.generation_config):
             cfg.decoder_start_token_id = text.bos
             cfg.bos_token_id = text.bos
@@ -265,13 +272,19 @@ class ViTGPT2Captioner(TeacherForcedCaptioner):
         image_index: torch.Tensor,
     ) -> torch.Tensor:
         """Next-token logits ``S L V`` for texts ``S L`` about images ``image_index``."""
-        states = self.encode(pixel_values)[image_index]
-        out = self.model.decoder(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            encoder_hidden_states=states,
-            use_cache=False,
-        )
+        states = self.encode(pixel_values)
+        decoder = self.model.decoder
+        if uses_per_image_attention(decoder):
+            per_image = texts_per_image(decoder, image_index)
+        else:  # a decoder that needs the states repeated per text
+            states, per_image = states[image_index], contextlib.nullcontext()
+        with per_image:
+            out = decoder(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                encoder_hidden_states=states,
+                use_cache=False,
+            )
         return out.logits
 
     @torch.no_grad()

@@ -13,7 +13,7 @@ one learning rate and schedule drive both (docs/optimizer.md).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -60,18 +60,38 @@ def newton_schulz(
     eps: float,
     dtype: torch.dtype,
 ) -> torch.Tensor:
-    """Muon's orthogonalisation of a 2-D update: PyTorch's quintic Newton-Schulz iteration
-    (``torch.optim._muon``), run in ``dtype``."""
+    """Muon's orthogonalisation of a 2-D update, or of a stack ``N r c`` of them at once:
+    PyTorch's quintic Newton-Schulz iteration (``torch.optim._muon``), run in ``dtype``."""
     a, b, c = coefficients
     x = update.to(dtype)
-    tall = x.size(0) > x.size(1)
+    tall = x.size(-2) > x.size(-1)
     if tall:
-        x = x.T
-    x = x.div(x.norm().clamp(min=eps))
+        x = x.mT
+    x = x.div(x.norm(dim=(-2, -1), keepdim=True).clamp(min=eps))
     for _ in range(steps):
-        gram = x @ x.T
-        x = torch.addmm(x, torch.addmm(gram, gram, gram, beta=b, alpha=c), x, beta=a)
-    return x.T if tall else x
+        gram = x @ x.mT
+        if x.ndim == 2:
+            x = torch.addmm(x, torch.addmm(gram, gram, gram, beta=b, alpha=c), x, beta=a)
+        else:
+            x = torch.baddbmm(x, torch.baddbmm(gram, gram, gram, beta=b, alpha=c), x, beta=a)
+    return x.mT if tall else x
+
+
+def stacks_of_one_shape(
+    matrices: Sequence[torch.Tensor],
+) -> Iterator[tuple[list[int], torch.Tensor]]:
+    """The matrices grouped by shape up to transposition: each group's positions in
+    ``matrices`` and its members stacked wide (``N r c``, r <= c; a tall one transposed)."""
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, matrix in enumerate(matrices):
+        groups.setdefault(tuple(sorted(matrix.shape)), []).append(i)
+    for members in groups.values():
+        yield members, torch.stack([_wide(matrices[i]) for i in members])
+
+
+def _wide(matrix: torch.Tensor) -> torch.Tensor:
+    """The matrix, transposed if it has more rows than columns."""
+    return matrix.T if matrix.size(0) > matrix.size(1) else matrix
 
 
 class Muon(torch.optim.Optimizer):
@@ -125,6 +145,7 @@ class Muon(torch.optim.Optimizer):
             raise ValueError("Muon.step takes no closure")
         for group in self.param_groups:
             lr, decay, momentum = group["lr"], group["weight_decay"], group["momentum"]
+            params, matrices = [], []
             for param in group["params"]:
                 if param.grad is None:
                     continue
@@ -137,14 +158,21 @@ class Muon(torch.optim.Optimizer):
                 buffer = state["momentum_buffer"]
                 buffer.lerp_(grad, 1 - momentum)
                 update = grad.lerp(buffer, momentum) if group["nesterov"] else buffer
-                matrix = update.reshape(update.size(0), -1)
-                matrix = newton_schulz(
-                    matrix, group["ns_coefficients"], group["ns_steps"], group["eps"], self.ns_dtype
+                params.append(param)
+                matrices.append(update.reshape(update.size(0), -1))
+            # the matrices of one shape orthogonalised together: one batched product instead
+            # of one per matrix (tiny matrices spend their time in the call, not the product)
+            for members, stack in stacks_of_one_shape(matrices):
+                ortho = newton_schulz(
+                    stack, group["ns_coefficients"], group["ns_steps"], group["eps"], self.ns_dtype
                 )
                 # PyTorch's match_rms_adamw: AdamW's update RMS (about 0.2) for any shape
-                scale = 0.2 * math.sqrt(max(matrix.shape))
-                param.mul_(1 - lr * decay)
-                param.add_(matrix.reshape_as(param), alpha=-lr * scale)
+                scale = 0.2 * math.sqrt(max(stack.shape[1:]))
+                for i, matrix in zip(members, ortho.unbind(0), strict=True):
+                    param = params[i]
+                    step = matrix.T if matrix.shape != matrices[i].shape else matrix
+                    param.mul_(1 - lr * decay)
+                    param.add_(step.reshape_as(param), alpha=-lr * scale)
         return None
 
 
