@@ -27,7 +27,6 @@ import argparse
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 from compile_step import base_settings, print_runs, print_slopes, step_parser
 
