@@ -92,7 +92,7 @@ def newton_schulz_ms(dtype_name: str, repeats: int = 5) -> float:
     stack per shape, as Muon runs them."""
     import torch
 
-    from vlcore.train.optimizers import stacks_of_one_shape, newton_schulz
+    from vlcore.train.optimizers import newton_schulz, stacks_of_one_shape
 
     dtype = getattr(torch, dtype_name)
     updates = [torch.randn(p.size(0), p[0].numel()) for p in vit_gpt2_matrices()]  # filters flat

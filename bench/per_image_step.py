@@ -18,7 +18,7 @@ within one call:
 The time per step is the slope between the two counts. The logits are the same either way
 and the stacked steps equal the per-matrix ones bit for bit, but the gradient of the keys'
 and values' projection is summed in another order per image, so the losses drift apart in
-the last digits; the script prints them.
+the last digits; the script prints them, and stops if stacking changed a loss.
 """
 
 from __future__ import annotations
@@ -88,6 +88,11 @@ def main() -> None:
             runs[mode, count] = json.loads(out.stdout.strip().splitlines()[-1])
             print(f"  {runs[mode, count]['train_s']:.1f} s", flush=True)
     print_runs("vit_gpt2", runs)
+    for count in args.steps:  # stacking changes no bit of a step
+        for per_matrix, stacked in (("before", "stacked"), ("per image", "both")):
+            if runs[stacked, count]["last_loss"] != runs[per_matrix, count]["last_loss"]:
+                raise SystemExit(f"stacked Newton-Schulz changed {per_matrix}'s loss")
+    print("stacked Newton-Schulz: the same losses as one matrix at a time")
     seconds = {key: run["train_s"] for key, run in runs.items()}
     slopes = print_slopes(seconds, tuple(MODES), *args.steps)
     for mode in list(MODES)[1:]:

@@ -1,6 +1,7 @@
-"""bench/compile_step.py, bench/cpu_bf16_step.py and bench/data_cache_step.py: a captioner
-trained eager and compiled, in fp32 and under bf16 autocast, or with and without the decoded
-image cache, timed side by side."""
+"""bench/compile_step.py, bench/cpu_bf16_step.py, bench/data_cache_step.py and
+bench/per_image_step.py: a captioner trained eager and compiled, in fp32 and under bf16
+autocast, with and without the decoded image cache, or with and without per-image
+cross-attention and stacked Newton-Schulz, timed side by side."""
 
 from __future__ import annotations
 
@@ -91,3 +92,15 @@ def test_command_line_times_with_and_without_the_cache_and_the_losses_agree(expe
     assert runs[0][3] == runs[2][3] and runs[1][3] == runs[3][3]  # the same losses
     assert "the same losses with and without the cache" in lines
     assert any(line.startswith("cache / no cache, time per step:") for line in lines)
+
+
+def test_command_line_times_per_image_attention_and_stacked_newton_schulz(experiment):
+    out = _run(str(experiment), "--steps", "1", "2", script="per_image_step.py")
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = out.stdout.splitlines()
+    modes = [row[0] for row in _timed_runs(lines, 4)]
+    assert modes == [mode for mode in ("before", "per image", "stacked", "both") for _ in "12"]
+    assert "stacked Newton-Schulz: the same losses as one matrix at a time" in lines
+    assert any(line.startswith("both / before, time per step:") for line in lines)
+    out = _run(str(experiment), "--captioner", "clip_prefix", script="per_image_step.py")
+    assert out.returncode != 0 and "only vit_gpt2" in out.stderr
