@@ -47,7 +47,7 @@ def logits_and_grads(model: ViTGPT2Captioner, inputs) -> tuple[torch.Tensor, tor
 
 def test_slots_put_each_image_texts_in_its_own_rows():
     image_index = torch.tensor([3, 0, 3, 1, 3, 0])
-    slot, most = _slots(image_index, images=4)
+    slot, most = _slots(image_index)
     assert most == 3
     # image 0: rows 0, 1; image 1: row 3; image 3: rows 9, 10, 11, in the texts' order
     assert slot.tolist() == [9, 0, 10, 3, 11, 1]
@@ -98,3 +98,16 @@ def test_generation_reads_states_per_sequence():
     tokens = model.generate_tokens(images, prompt, **kwargs)
     model.model.decoder.set_attn_implementation("sdpa")
     assert torch.equal(model.generate_tokens(images, prompt, **kwargs), tokens)
+
+
+def test_torch_compile_traces_the_states_per_text():
+    """Traced by torch.compile the decoder gets the states per text (no data-dependent
+    stacking to break the graph); eager, per image."""
+    decoder = tiny_captioner().model.decoder
+
+    def sign(x):
+        return x + 1 if uses_per_image_attention(decoder) else x - 1
+
+    x = torch.zeros(2)
+    assert sign(x).tolist() == [1.0, 1.0]
+    assert torch.compile(sign, backend="eager")(x).tolist() == [-1.0, -1.0]

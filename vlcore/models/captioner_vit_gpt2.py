@@ -21,7 +21,6 @@ encoded image serves several captions), logits ``S L V``.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 from collections.abc import Mapping
@@ -34,7 +33,7 @@ from transformers import AutoConfig, AutoModel, PreTrainedModel, VisionEncoderDe
 
 from vlcore.models.conv_stem import ConvStem
 from vlcore.models.cross_attention import (
-    texts_per_image,
+    set_image_index,
     use_per_image_attention,
     uses_per_image_attention,
 )
@@ -274,17 +273,21 @@ class ViTGPT2Captioner(TeacherForcedCaptioner):
         """Next-token logits ``S L V`` for texts ``S L`` about images ``image_index``."""
         states = self.encode(pixel_values)
         decoder = self.model.decoder
-        if uses_per_image_attention(decoder):
-            per_image = texts_per_image(decoder, image_index)
+        per_image = uses_per_image_attention(decoder)
+        if per_image:
+            set_image_index(decoder, image_index)
         else:  # a decoder that needs the states repeated per text
-            states, per_image = states[image_index], contextlib.nullcontext()
-        with per_image:
+            states = states[image_index]
+        try:
             out = decoder(
                 input_ids=input_ids,
                 attention_mask=attention_mask,
                 encoder_hidden_states=states,
                 use_cache=False,
             )
+        finally:
+            if per_image:
+                set_image_index(decoder, None)
         return out.logits
 
     @torch.no_grad()

@@ -13,17 +13,14 @@ image's own keys and values. Each query row sees the same keys as before, so the
 the same (to the bit in fp32 on CPU; ``tests/test_cross_attention.py``).
 
 It is a Hugging Face attention implementation (``PER_IMAGE``), registered with transformers'
-``AttentionInterface``. A layer uses it while :func:`texts_per_image` has told it the batch's
-``image_index``; otherwise (generation, where states are already per sequence) it is plain
+``AttentionInterface``. A layer uses it while it has been given the batch's ``image_index``
+(:func:`set_image_index`); otherwise (generation, where states are already per sequence) it is plain
 ``sdpa``. Only GPT-2 decoders take it (:func:`use_per_image_attention`): their cross-attention
 projects keys and values from the states it is given, which is what lets the states stay per
 image.
 """
 
 from __future__ import annotations
-
-import contextlib
-from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -45,7 +42,7 @@ def per_image_attention(
     **kwargs,
 ) -> tuple[torch.Tensor, None]:
     """``sdpa``, except in a cross-attention layer given an ``image_index`` by
-    :func:`texts_per_image`: there ``query`` is ``S H L D`` (texts) and ``key``/``value``
+    :func:`set_image_index`: there ``query`` is ``S H L D`` (texts) and ``key``/``value``
     ``B H K D`` (images). Returns ``S L H D``, as transformers' attention functions do."""
     image_index = getattr(module, "vlcore_image_index", None)
     if image_index is None or query.shape[0] == key.shape[0]:
@@ -56,7 +53,7 @@ def per_image_attention(
         raise ValueError("per-image cross-attention takes no encoder attention mask")
     texts, heads, length, width = query.shape
     images = key.shape[0]
-    slot, most = _slots(image_index, images)
+    slot, most = _slots(image_index)
     stacked = query.new_zeros(images * most, heads, length, width).index_copy(0, slot, query)
     stacked = stacked.view(images, most, heads, length, width).transpose(1, 2)
     out = F.scaled_dot_product_attention(
@@ -71,15 +68,12 @@ def per_image_attention(
     return out.transpose(1, 2).contiguous(), None
 
 
-def _slots(image_index: torch.Tensor, images: int) -> tuple[torch.Tensor, int]:
+def _slots(image_index: torch.Tensor) -> tuple[torch.Tensor, int]:
     """Each text's row in the stacked query (``image * most + its rank among the image's
-    texts``) and ``most``, the most texts of one image."""
-    counts = torch.bincount(image_index, minlength=images)
-    most = int(counts.max())
-    order = torch.argsort(image_index, stable=True)
-    first = torch.cumsum(counts, 0) - counts  # where each image's texts start in ``order``
-    rank = torch.empty_like(image_index)
-    rank[order] = torch.arange(len(order), device=image_index.device) - first[image_index[order]]
+    texts``, in their order) and ``most``, the most texts of one image."""
+    same_image = image_index.unsqueeze(0) == image_index.unsqueeze(1)
+    rank = same_image.tril(diagonal=-1).sum(dim=1)  # earlier texts of the same image
+    most = int(rank.max()) + 1
     return image_index * most + rank, most
 
 
@@ -104,18 +98,16 @@ def use_per_image_attention(decoder: PreTrainedModel) -> bool:
 
 
 def uses_per_image_attention(decoder: PreTrainedModel) -> bool:
-    return decoder.config._attn_implementation == PER_IMAGE
+    """Whether to hand ``decoder`` its encoder states per image. Not while torch.compile
+    traces it: the stacking's size depends on the data (a graph break), and a graph break
+    inside the CPU's bf16 attention mode (``vlcore/train/runtime.py``) derails the traced
+    decoder; compiled, the decoder gets the states per text, which computes the same."""
+    return decoder.config._attn_implementation == PER_IMAGE and not torch.compiler.is_compiling()
 
 
-@contextlib.contextmanager
-def texts_per_image(decoder: PreTrainedModel, image_index: torch.Tensor) -> Iterator[None]:
-    """Inside, the decoder's cross-attention takes encoder states per image (``B K D``) for
-    texts ``S`` about images ``image_index``."""
-    layers = _cross_attention_layers(decoder)
-    for layer in layers:
+def set_image_index(decoder: PreTrainedModel, image_index: torch.Tensor | None) -> None:
+    """Tell the decoder's cross-attention layers that the encoder states they get next are
+    per image (``B K D``), for texts ``S`` about images ``image_index``; None: per text
+    again. (A function, not a context manager: torch.compile traces it without a break.)"""
+    for layer in _cross_attention_layers(decoder):
         layer.vlcore_image_index = image_index
-    try:
-        yield
-    finally:
-        for layer in layers:
-            layer.vlcore_image_index = None
