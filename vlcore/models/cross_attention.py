@@ -13,11 +13,12 @@ image's own keys and values. Each query row sees the same keys as before, so the
 the same (to the bit in fp32 on CPU; ``tests/test_cross_attention.py``).
 
 It is a Hugging Face attention implementation (``PER_IMAGE``), registered with transformers'
-``AttentionInterface``. A layer uses it while it has been given the batch's ``image_index``
-(:func:`set_image_index`); otherwise (generation, where states are already per sequence) it is plain
-``sdpa``. Only GPT-2 decoders take it (:func:`use_per_image_attention`): their cross-attention
-projects keys and values from the states it is given, which is what lets the states stay per
-image.
+``AttentionInterface``. A layer uses it while it holds the batch's ``image_index``
+(:func:`set_image_index`); otherwise (generation, where the states are already per sequence)
+it is plain ``sdpa``. Only GPT-2 decoders take it (:func:`use_per_image_attention`): their
+cross-attention projects keys and values from the states it is given, which is what lets the
+states stay per image. While torch.compile traces the decoder it gets the states per text
+(:func:`uses_per_image_attention`).
 """
 
 from __future__ import annotations
