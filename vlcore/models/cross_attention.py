@@ -42,19 +42,19 @@ def per_image_attention(
     scaling: float | None = None,
     **kwargs,
 ) -> tuple[torch.Tensor, None]:
-    """``sdpa``, except in a cross-attention layer given an ``image_index`` by
+    """``sdpa``, except in a cross-attention layer given the batch's ``image_index`` by
     :func:`set_image_index`: there ``query`` is ``S H L D`` (texts) and ``key``/``value``
     ``B H K D`` (images). Returns ``S L H D``, as transformers' attention functions do."""
-    image_index = getattr(module, "vlcore_image_index", None)
-    if image_index is None or query.shape[0] == key.shape[0]:
+    slots = getattr(module, "vlcore_slots", None)
+    if slots is None or query.shape[0] == key.shape[0]:
         return sdpa_attention_forward(
             module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
         )
     if attention_mask is not None:
         raise ValueError("per-image cross-attention takes no encoder attention mask")
-    texts, heads, length, width = query.shape
+    _, heads, length, width = query.shape
     images = key.shape[0]
-    slot, most = _slots(image_index)
+    slot, most = slots
     stacked = query.new_zeros(images * most, heads, length, width).index_copy(0, slot, query)
     stacked = stacked.view(images, most, heads, length, width).transpose(1, 2)
     out = F.scaled_dot_product_attention(
@@ -109,6 +109,8 @@ def uses_per_image_attention(decoder: PreTrainedModel) -> bool:
 def set_image_index(decoder: PreTrainedModel, image_index: torch.Tensor | None) -> None:
     """Tell the decoder's cross-attention layers that the encoder states they get next are
     per image (``B K D``), for texts ``S`` about images ``image_index``; None: per text
-    again. (A function, not a context manager: torch.compile traces it without a break.)"""
+    again. Each text's row in the stacked query is worked out here, once for all layers."""
+    slots = None if image_index is None else _slots(image_index)
     for layer in _cross_attention_layers(decoder):
         layer.vlcore_image_index = image_index
+        layer.vlcore_slots = slots

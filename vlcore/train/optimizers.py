@@ -60,8 +60,8 @@ def newton_schulz(
     eps: float,
     dtype: torch.dtype,
 ) -> torch.Tensor:
-    """Muon's orthogonalisation of a 2-D update, or of a stack ``N r c`` of them at once:
-    PyTorch's quintic Newton-Schulz iteration (``torch.optim._muon``), run in ``dtype``."""
+    """Muon's orthogonalisation of a stack ``N r c`` of updates at once (each as PyTorch's
+    quintic Newton-Schulz iteration, ``torch.optim._muon``, computes it), run in ``dtype``."""
     a, b, c = coefficients
     x = update.to(dtype)
     tall = x.size(-2) > x.size(-1)
@@ -70,10 +70,7 @@ def newton_schulz(
     x = x.div(x.norm(dim=(-2, -1), keepdim=True).clamp(min=eps))
     for _ in range(steps):
         gram = x @ x.mT
-        if x.ndim == 2:
-            x = torch.addmm(x, torch.addmm(gram, gram, gram, beta=b, alpha=c), x, beta=a)
-        else:
-            x = torch.baddbmm(x, torch.baddbmm(gram, gram, gram, beta=b, alpha=c), x, beta=a)
+        x = torch.baddbmm(x, torch.baddbmm(gram, gram, gram, beta=b, alpha=c), x, beta=a)
     return x.mT if tall else x
 
 
