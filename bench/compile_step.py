@@ -68,9 +68,12 @@ def step_parser(description: str) -> argparse.ArgumentParser:
     return parser
 
 
-def base_settings(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict:
+def base_settings(
+    args: argparse.Namespace, parser: argparse.ArgumentParser, experiment: str | None = None
+) -> dict:
     """The captioner's settings for the timed runs (no self-critical steps, validation or
-    checkpoints), after checking the step counts and the shards."""
+    checkpoints) in the config's ``experiment`` (default: the folder's name), after checking
+    the step counts and the shards."""
     few, many = args.steps
     if not 0 < few < many:
         parser.error("--steps: two counts, the first smaller, both above 0")
@@ -78,7 +81,7 @@ def base_settings(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     if not (exp_dir / "shards" / "manifest.json").is_file():
         raise SystemExit(f"{exp_dir}/shards is missing: build the experiment's shards first")
     configs = [str(REPO / "config" / "config.yaml"), *args.configfile]
-    base = captioner_settings(configs, exp_dir.name, args.captioner)
+    base = captioner_settings(configs, experiment or exp_dir.name, args.captioner)
     base.update(scst={"steps": 0}, val_every=0, ckpt_every=0)
     return base
 

@@ -48,7 +48,9 @@ def _timed_runs(lines: list[str], columns: int) -> list[list[str]]:
     return [row for row in rows if len(row) == columns and row[1].isdigit()]
 
 
-@pytest.mark.parametrize("script", ["compile_step.py", "cpu_bf16_step.py", "data_cache_step.py"])
+@pytest.mark.parametrize(
+    "script", ["compile_step.py", "cpu_bf16_step.py", "data_cache_step.py", "packed_prefix_step.py"]
+)
 def test_bad_step_counts_and_missing_shards_are_refused(tmp_path, script):
     out = _run(str(tmp_path), "--steps", "5", "5", script=script)
     assert out.returncode != 0 and "the first smaller" in out.stderr
@@ -104,3 +106,20 @@ def test_command_line_times_per_image_attention_and_stacked_newton_schulz(experi
     assert any(line.startswith("both / before, time per step:") for line in lines)
     out = _run(str(experiment), "--captioner", "clip_prefix", script="per_image_step.py")
     assert out.returncode != 0 and "only vit_gpt2" in out.stderr
+
+
+def test_command_line_times_texts_per_text_and_packed(experiment):
+    from vlcore.pipeline.clip import train_clip
+
+    clip = {"model": "tiny", "batch_size": 8, "max_steps": 2, "warmup_steps": 1,
+            "val_every": 0, "ckpt_every": 0, "device": "cpu"}  # fmt: skip
+    train_clip(experiment / "shards", experiment / "tokenizer", clip, experiment / "clip")
+    out = _run(str(experiment), "--steps", "1", "2", script="packed_prefix_step.py")
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = out.stdout.splitlines()
+    modes = [row[0] for row in _timed_runs(lines, 4)]
+    assert modes == ["per text", "per text", "packed", "packed"]
+    assert "packed and per-text losses within 1% of each other" in lines
+    assert any(line.startswith("packed / per text, time per step:") for line in lines)
+    out = _run(str(experiment), "--captioner", "vit_gpt2", script="packed_prefix_step.py")
+    assert out.returncode != 0 and "only clip_prefix" in out.stderr

@@ -44,6 +44,7 @@ from vlcore.models.generation import (
     text_decoder,
 )
 from vlcore.models.mapping import MAPPINGS, build_mapping, pool_token_grid
+from vlcore.models.packed_prefix import packed_text_logits
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +74,9 @@ class ClipPrefixConfig:
     train_clip: bool = False
     # tune the decoder (ClipCap's frozen-GPT-2 variant sets this false)
     train_decoder: bool = True
+    # teacher forcing: an image's texts share one pass behind its prefix, packed one after
+    # the other (vlcore/models/packed_prefix.py; the same logits as one pass per text)
+    pack_texts: bool = True
     # GPT2Config fields for a random-init decoder; vocab and special ids come from the tokenizer
     decoder: dict[str, Any] = field(default_factory=dict)
     # a hub name or local folder of a pretrained causal LM (replaces `decoder`)
@@ -229,6 +233,27 @@ class ClipPrefixCaptioner(TeacherForcedCaptioner):
         self.feature_cache = FeatureCache(max_bytes) if on else None
         return on
 
+    @property
+    def prefix_size(self) -> int:
+        """How many embeddings the prefix has (with the mlp mapping on patch tokens: one per
+        token of the, maybe pooled, grid)."""
+        if self.config.features == "tokens" and self.config.mapping == "mlp":
+            return (self.config.token_grid or patch_grid(self.clip_spec)) ** 2
+        return self.config.prefix_length
+
+    def check_text_length(self, max_length: int) -> None:
+        """Raise if the prefix and a text of ``max_length`` tokens do not fit the decoder's
+        positions (else the position embedding fails with an index error mid-training)."""
+        cfg = self.decoder.config
+        positions = getattr(cfg, "n_positions", None) or getattr(cfg, "max_position_embeddings")
+        if self.prefix_size + max_length > positions:
+            raise ValueError(
+                f"clip_prefix: the prefix has {self.prefix_size} embeddings and texts up to "
+                f"{max_length} tokens, but the decoder has {positions} positions: set "
+                f"model: {{decoder: {{n_positions: {self.prefix_size + max_length}}}}} or more, "
+                "or a shorter max_length or prefix (token_grid, prefix_length)"
+            )
+
     # -- forward ------------------------------------------------------------------------
 
     def image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
@@ -265,6 +290,11 @@ class ClipPrefixCaptioner(TeacherForcedCaptioner):
         image_index: torch.Tensor,
     ) -> torch.Tensor:
         """Next-token logits ``S L V`` at the text positions (the prefix's are dropped)."""
+        if self.config.pack_texts:
+            prefix = self.prefix(pixel_values)
+            return packed_text_logits(
+                self.decoder, prefix, input_ids, attention_mask, image_index
+            )
         prefix = self.prefix(pixel_values)[image_index]
         n_prefix = prefix.shape[1]
         mask = torch.cat([attention_mask.new_ones(len(input_ids), n_prefix), attention_mask], 1)

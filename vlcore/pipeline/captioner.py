@@ -319,6 +319,8 @@ def train_captioner(
     model = build_captioner(
         name, model_config, tokenizer, image_size=int(manifest["image_size"]), clip_dir=clip_dir
     )
+    if isinstance(model, ClipPrefixCaptioner):
+        model.check_text_length(own.max_length)
     n_params = sum(p.numel() for p in model.parameters())
     n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
     cache = getattr(model, "cache_image_features", None)
