@@ -21,7 +21,6 @@ prints them, and stops if they differ by more than 1%.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 from compile_step import base_settings, print_ratio, print_runs, step_parser, time_modes
@@ -30,8 +29,9 @@ from compile_step import base_settings, print_ratio, print_runs, step_parser, ti
 def main() -> None:
     parser = step_parser(__doc__.split("\n")[0])
     parser.add_argument(
-        "--experiment-name", help="the config's experiment to take clip_prefix's settings from "
-        "(default: the folder's name)"
+        "--experiment-name",
+        help="the config's experiment to take clip_prefix's settings from "
+        "(default: the folder's name)",
     )
     parser.set_defaults(captioner="clip_prefix")
     args = parser.parse_args()

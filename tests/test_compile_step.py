@@ -1,7 +1,8 @@
-"""bench/compile_step.py, bench/cpu_bf16_step.py, bench/data_cache_step.py and
-bench/per_image_step.py: a captioner trained eager and compiled, in fp32 and under bf16
-autocast, with and without the decoded image cache, or with and without per-image
-cross-attention and stacked Newton-Schulz, timed side by side."""
+"""bench/compile_step.py, bench/cpu_bf16_step.py, bench/data_cache_step.py,
+bench/per_image_step.py and bench/packed_prefix_step.py: a captioner trained eager and
+compiled, in fp32 and under bf16 autocast, with and without the decoded image cache, with and
+without per-image cross-attention and stacked Newton-Schulz, or with its texts packed or not,
+timed side by side."""
 
 from __future__ import annotations
 

@@ -18,6 +18,9 @@ With patch tokens (``features: tokens``) the tower's grid can be average-pooled 
 one first (``token_grid``; with the ``mlp`` mapping every pooled token is a prefix embedding,
 which the decoder then reads question by question), and the ``transformer`` mapping can add a
 learned embedding per token position (``token_positions``); docs/shapes.md measures both.
+The default experiment uses GIT's form: every patch token of the frozen tower is one prefix
+embedding (``mapping: mlp``). In teacher forcing an image's texts are packed one after the
+other behind a single copy of its prefix (``pack_texts``; :mod:`vlcore.models.packed_prefix`).
 
 Shapes: images ``B 3 H W`` in [0, 1], prefix ``B P E``, texts ``S L``, ``image_index`` ``S``.
 """
@@ -245,7 +248,7 @@ class ClipPrefixCaptioner(TeacherForcedCaptioner):
         """Raise if the prefix and a text of ``max_length`` tokens do not fit the decoder's
         positions (else the position embedding fails with an index error mid-training)."""
         cfg = self.decoder.config
-        positions = getattr(cfg, "n_positions", None) or getattr(cfg, "max_position_embeddings")
+        positions = getattr(cfg, "n_positions", None) or cfg.max_position_embeddings
         if self.prefix_size + max_length > positions:
             raise ValueError(
                 f"clip_prefix: the prefix has {self.prefix_size} embeddings and texts up to "
@@ -290,12 +293,10 @@ class ClipPrefixCaptioner(TeacherForcedCaptioner):
         image_index: torch.Tensor,
     ) -> torch.Tensor:
         """Next-token logits ``S L V`` at the text positions (the prefix's are dropped)."""
+        prefix = self.prefix(pixel_values)
         if self.config.pack_texts:
-            prefix = self.prefix(pixel_values)
-            return packed_text_logits(
-                self.decoder, prefix, input_ids, attention_mask, image_index
-            )
-        prefix = self.prefix(pixel_values)[image_index]
+            return packed_text_logits(self.decoder, prefix, input_ids, attention_mask, image_index)
+        prefix = prefix[image_index]
         n_prefix = prefix.shape[1]
         mask = torch.cat([attention_mask.new_ones(len(input_ids), n_prefix), attention_mask], 1)
         out = self.decoder(

@@ -88,8 +88,7 @@ def packed_text_logits(
     n_images, n_prefix, _ = prefix.shape
     layout = pack_layout(attention_mask, image_index, n_prefix, n_images)
     tokens = decoder.get_input_embeddings()(input_ids[layout.text])
-    embeds = prefix.new_zeros(n_images, layout.positions.shape[1], prefix.shape[2])
-    embeds = embeds.to(tokens.dtype)
+    embeds = tokens.new_zeros(n_images, layout.positions.shape[1], tokens.shape[-1])
     embeds[:, :n_prefix] = prefix.to(tokens.dtype)
     embeds[layout.row, layout.column] = tokens
     mask = layout.allowed
