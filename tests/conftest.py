@@ -46,6 +46,25 @@ def run_snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.C
     return proc
 
 
+def texts_about_images(image_size: int, images: int = 6, vocab: int = 40, width: int = 9):
+    """A captioner batch of random images and token texts in no particular order, 0 to 4 per
+    image (image 2 has none), of several lengths right-padded with 0 (one fills ``width``):
+    ``pixel_values, input_ids, attention_mask, image_index``."""
+    import torch
+
+    generator = torch.Generator().manual_seed(1)
+    counts = [4, 1, 0, 3, 4, 2][:images]
+    image_index = torch.tensor([i for i, n in enumerate(counts) for _ in range(n)])
+    image_index = image_index[torch.randperm(len(image_index), generator=generator)]
+    ids = torch.randint(3, vocab, (len(image_index), width), generator=generator)
+    lengths = torch.randint(1, width + 1, (len(image_index),), generator=generator)
+    lengths[0] = width
+    mask = (torch.arange(width) < lengths.unsqueeze(1)).long()
+    ids[mask == 0] = 0
+    pixels = torch.rand(images, 3, image_size, image_size, generator=generator)
+    return pixels, ids, mask, image_index
+
+
 def load_bench(name: str):
     """Import ``bench/<name>.py`` (the bench scripts are not a package) as a module."""
     spec = importlib.util.spec_from_file_location(name, REPO / "bench" / f"{name}.py")

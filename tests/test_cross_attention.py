@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tests.conftest import texts_about_images
 from vlcore.models.captioner_vit_gpt2 import ViTGPT2Captioner
 from vlcore.models.cross_attention import PER_IMAGE, _slots, uses_per_image_attention
 from vlcore.models.generation import TextIds
@@ -23,18 +24,6 @@ def tiny_captioner() -> ViTGPT2Captioner:
     torch.manual_seed(0)
     config = load_preset("vit_gpt2", None, TINY)
     return ViTGPT2Captioner.build(config, TextIds(vocab_size=40, bos=1, eos=2, pad=0), 32)
-
-
-def batch(images: int = 6):
-    """Texts in no particular order, 0 to 4 per image (image 2 has none)."""
-    generator = torch.Generator().manual_seed(1)
-    counts = [4, 1, 0, 3, 4, 2][:images]
-    image_index = torch.tensor([i for i, n in enumerate(counts) for _ in range(n)])
-    image_index = image_index[torch.randperm(len(image_index), generator=generator)]
-    ids = torch.randint(3, 40, (len(image_index), 9), generator=generator)
-    mask = torch.ones_like(ids)
-    mask[::3, 6:] = 0  # some texts padded
-    return torch.rand(images, 3, 32, 32, generator=generator), ids, mask, image_index
 
 
 def logits_and_grads(model: ViTGPT2Captioner, inputs) -> tuple[torch.Tensor, torch.Tensor]:
@@ -60,7 +49,7 @@ def test_vit_gpt2_decoder_uses_it():
 
 
 def test_same_logits_and_gradients_as_states_per_text():
-    inputs = batch()
+    inputs = texts_about_images(32)
     per_image = tiny_captioner()
     per_text = tiny_captioner()
     per_text.model.decoder.set_attn_implementation("sdpa")  # states repeated per text
@@ -75,7 +64,7 @@ def test_same_logits_and_gradients_as_states_per_text():
 @pytest.mark.parametrize("implementation", ["eager", "sdpa"])
 def test_other_implementations_still_caption(implementation):
     model = tiny_captioner()
-    inputs = batch()
+    inputs = texts_about_images(32)
     expected, _ = logits_and_grads(model, inputs)
     model.model.decoder.set_attn_implementation(implementation)
     logits, _ = logits_and_grads(model, inputs)
@@ -84,7 +73,7 @@ def test_other_implementations_still_caption(implementation):
 
 def test_layers_forget_the_batch_after_it():
     model = tiny_captioner()
-    logits_and_grads(model, batch())
+    logits_and_grads(model, texts_about_images(32))
     layers = [block.crossattention for block in model.model.decoder.transformer.h]
     assert all(layer.vlcore_image_index is None for layer in layers)
 
@@ -92,7 +81,7 @@ def test_layers_forget_the_batch_after_it():
 def test_generation_reads_states_per_sequence():
     """Generation hands the decoder states per (beam) sequence: plain sdpa, as before."""
     model = tiny_captioner().eval()
-    images = batch()[0]
+    images = texts_about_images(32)[0]
     prompt = torch.ones(len(images), 1, dtype=torch.long)
     kwargs = {"num_beams": 2, "max_new_tokens": 5, "do_sample": False}
     tokens = model.generate_tokens(images, prompt, **kwargs)

@@ -7,6 +7,7 @@ import pytest
 import torch
 from open_clip.model import _build_vision_tower
 
+from tests.conftest import texts_about_images
 from vlcore.models.captioner_clip_prefix import ClipPrefixCaptioner, ClipPrefixConfig
 from vlcore.models.generation import TextIds, text_decoder
 from vlcore.models.packed_prefix import pack_layout, packed_text_logits
@@ -25,20 +26,6 @@ def tiny_captioner(**config) -> ClipPrefixCaptioner:
     visual = _build_vision_tower(16, VISION, False)
     settings = ClipPrefixConfig(prefix_length=4, features="tokens", train_clip=True, **config)
     return ClipPrefixCaptioner(visual, text_decoder(TEXT, DECODER), settings, spec)
-
-
-def batch(images: int = 6):
-    """Texts of several lengths in no particular order, 0 to 4 per image (image 2 has none)."""
-    generator = torch.Generator().manual_seed(1)
-    counts = [4, 1, 0, 3, 4, 2][:images]
-    image_index = torch.tensor([i for i, n in enumerate(counts) for _ in range(n)])
-    image_index = image_index[torch.randperm(len(image_index), generator=generator)]
-    ids = torch.randint(3, 40, (len(image_index), 9), generator=generator)
-    lengths = torch.randint(1, 10, (len(image_index),), generator=generator)
-    lengths[0] = 9  # one text fills the width
-    mask = (torch.arange(9) < lengths.unsqueeze(1)).long()
-    ids[mask == 0] = TEXT.pad
-    return torch.rand(images, 3, 32, 32, generator=generator), ids, mask, image_index
 
 
 def logits_and_grads(model: ClipPrefixCaptioner, inputs) -> tuple[torch.Tensor, torch.Tensor]:
@@ -71,7 +58,7 @@ def test_layout_wants_right_padding():
 
 @pytest.mark.parametrize("mapping", ["mlp", "transformer"])
 def test_same_logits_and_gradients_as_one_pass_per_text(mapping):
-    inputs = batch()
+    inputs = texts_about_images(32)
     packed = tiny_captioner(mapping=mapping)
     per_text = tiny_captioner(mapping=mapping, pack_texts=False)
     logits, grads = logits_and_grads(packed, inputs)
@@ -84,7 +71,7 @@ def test_same_logits_and_gradients_as_one_pass_per_text(mapping):
 
 def test_eager_attention_gets_an_additive_mask():
     model = tiny_captioner()
-    inputs = batch()
+    inputs = texts_about_images(32)
     expected = model.text_logits(*inputs)
     model.decoder.set_attn_implementation("eager")
     keep = inputs[2].bool()
@@ -92,7 +79,7 @@ def test_eager_attention_gets_an_additive_mask():
 
 
 def test_loss_and_generation_unchanged_by_packing():
-    inputs = batch()
+    inputs = texts_about_images(32)
     labels = inputs[1].masked_fill(inputs[2] == 0, -100)
     packed = tiny_captioner().eval()
     per_text = tiny_captioner(pack_texts=False).eval()
@@ -107,7 +94,7 @@ def test_loss_and_generation_unchanged_by_packing():
 
 def test_decoder_directly_matches_prefixed_texts():
     decoder = text_decoder(TEXT, DECODER).eval()
-    _, ids, mask, image_index = batch()
+    _, ids, mask, image_index = texts_about_images(32)
     prefix = torch.randn(6, 3, 32)
     packed = packed_text_logits(decoder, prefix, ids, mask, image_index)
     embeds = torch.cat([prefix[image_index], decoder.get_input_embeddings()(ids)], dim=1)
