@@ -194,7 +194,10 @@ def run_variant(args: dict) -> dict:
             config.weight_decay,
             config.betas,
             muon_convolutions=muon_convolutions,
+            lr_scales=model.learning_rate_scales() if name == "clip_prefix" else None,
         )
+        for group in opt.param_groups:  # the schedule below keeps each group's factor
+            group["scale"] = group["lr"] / config.lr
     else:
         opt = torch.optim.AdamW(
             [group for group in param_groups if group["params"]],

@@ -72,6 +72,27 @@ def test_the_schedule_sets_both_optimizers_rates():
     assert all(p.grad is None for p in model.parameters())
 
 
+@pytest.mark.parametrize("kind", ["muon", "adamw"])
+def test_lr_scales_give_the_named_parameters_their_own_rate_under_the_schedule(kind):
+    model = tiny_gpt2()
+    block = {id(p) for p in model.transformer.h[0].parameters()}
+    plain = build_optimizer(model, kind, 1e-3, 0.01, (0.9, 0.98))
+    scaled = build_optimizer(
+        model, kind, 1e-3, 0.01, (0.9, 0.98), lr_scales=dict.fromkeys(block, 0.3)
+    )
+    assert len(plain.param_groups) == (3 if kind == "muon" else 2)  # no factors: as before
+    assert len(scaled.param_groups) > len(plain.param_groups)
+    scheduler = get_cosine_schedule_with_warmup(scaled, 2, 10)
+    for _ in range(2):
+        model(torch.randint(50, (2, 8)), labels=torch.randint(50, (2, 8))).loss.backward()
+        scaled.step()
+        scheduler.step()
+    for group in scaled.param_groups:
+        inside = {id(p) in block for p in group["params"]}
+        assert len(inside) == 1  # a group is all in the block or all out of it
+        assert group["lr"] == pytest.approx(3e-4 if inside == {True} else 1e-3)
+
+
 def test_state_round_trips_and_a_foreign_state_is_refused():
     model = tiny_gpt2()
     optimizer = build_optimizer(model, "muon", 1e-3, 0.01, (0.9, 0.98))

@@ -1,5 +1,6 @@
-"""Packed teacher forcing behind a prefix (vlcore/models/packed_prefix.py): an image's texts in
-one sequence give the logits and gradients of one sequence per text."""
+"""clip_prefix's prefix: packed teacher forcing (vlcore/models/packed_prefix.py), where an
+image's texts in one sequence give the logits and gradients of one sequence per text; the
+prefix's size against the decoder's positions; the tuned tower's learning rate."""
 
 from __future__ import annotations
 
@@ -111,3 +112,15 @@ def test_prefix_size_and_positions_are_checked():
     git.check_text_length(128 - 16)
     with pytest.raises(ValueError, match=r"prefix has 16 embeddings .*n_positions: 129"):
         git.check_text_length(128 - 15)
+
+
+def test_a_tuned_tower_can_learn_at_a_fraction_of_the_rate():
+    assert tiny_captioner().learning_rate_scales() == {}
+    model = tiny_captioner(clip_lr_scale=0.3)
+    scales = model.learning_rate_scales()
+    assert set(scales) == {id(p) for p in model.visual.parameters()}
+    assert set(scales.values()) == {0.3}
+    with pytest.raises(ValueError, match="clip_lr_scale must be > 0"):
+        ClipPrefixConfig(clip_lr_scale=0.0, train_clip=True)
+    with pytest.raises(ValueError, match="scales a tuned tower"):
+        ClipPrefixConfig(clip_lr_scale=0.3, train_clip=False)

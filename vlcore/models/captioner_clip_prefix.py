@@ -75,6 +75,9 @@ class ClipPrefixConfig:
     token_grid: int = 0
     # tune the CLIP image encoder too (else frozen, as in ClipCap)
     train_clip: bool = False
+    # a tuned encoder's learning rate, relative to the rest: below 1 it adapts the trained
+    # CLIP without first losing what it knows (docs/shapes.md)
+    clip_lr_scale: float = 1.0
     # tune the decoder (ClipCap's frozen-GPT-2 variant sets this false)
     train_decoder: bool = True
     # teacher forcing: an image's texts share one pass behind its prefix, packed one after
@@ -99,6 +102,11 @@ class ClipPrefixConfig:
             raise ValueError(
                 f"token_grid needs features 'tokens' and must be >= 0 (0: no pooling), got "
                 f"{self.token_grid} with features {self.features!r}"
+            )
+        if self.clip_lr_scale <= 0 or (self.clip_lr_scale != 1.0 and not self.train_clip):
+            raise ValueError(
+                f"clip_lr_scale must be > 0 and scales a tuned tower (train_clip: true), got "
+                f"{self.clip_lr_scale} with train_clip {self.train_clip}"
             )
         for name in ("prefix_length", "mapping_layers", "mapping_heads", "clip_length"):
             if getattr(self, name) < 1:
@@ -227,6 +235,13 @@ class ClipPrefixCaptioner(TeacherForcedCaptioner):
         if not self.config.train_clip:
             self.visual.eval()
         return self
+
+    def learning_rate_scales(self) -> dict[int, float]:
+        """``id(parameter) -> factor`` on the learning rate (the training loop's optimizer
+        reads it): the tuned tower's ``clip_lr_scale``."""
+        if not self.config.train_clip or self.config.clip_lr_scale == 1.0:
+            return {}
+        return {id(p): self.config.clip_lr_scale for p in self.visual.parameters()}
 
     def cache_image_features(self, max_bytes: int) -> bool:
         """Compute the frozen tower's features once per distinct image, keeping up to

@@ -209,8 +209,17 @@ def fit(
     model.train()
     # Muon's Newton-Schulz iterations in bf16 only where bf16 is the training precision
     ns_dtype = torch.bfloat16 if runtime.precision == "bf16" else torch.float32
+    # a model may step some of its parameters at a fraction of the rate (a tuned pretrained
+    # tower: ClipPrefixCaptioner.learning_rate_scales)
+    scales = model.learning_rate_scales() if hasattr(model, "learning_rate_scales") else {}
     optimizer = build_optimizer(
-        model, config.optimizer, config.lr, config.weight_decay, config.betas, ns_dtype
+        model,
+        config.optimizer,
+        config.lr,
+        config.weight_decay,
+        config.betas,
+        ns_dtype,
+        lr_scales=scales,
     )
     scheduler = get_cosine_schedule_with_warmup(optimizer, config.warmup_steps, config.max_steps)
     state = {"step": 0, "epoch": 0, "position": 0, "history": {"train": [], "val": []}}

@@ -13,7 +13,7 @@ one learning rate and schedule drive both (docs/optimizer.md).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -232,23 +232,43 @@ def build_optimizer(
     betas: tuple[float, float],
     ns_dtype: torch.dtype = torch.bfloat16,
     muon_convolutions: bool = True,
+    lr_scales: Mapping[int, float] | None = None,
 ) -> torch.optim.Optimizer:
     """The optimizer ``optimizer`` (one of :data:`OPTIMIZERS`) over ``model``'s trainable
     parameters; weight decay on matrices only. ``ns_dtype``: the dtype of Muon's
     Newton-Schulz iterations (the loop passes its precision's); ``muon_convolutions``: Muon
-    steps the convolutions' filters too (False: AdamW does, for comparisons)."""
+    steps the convolutions' filters too (False: AdamW does, for comparisons); ``lr_scales``:
+    ``id(parameter) -> factor`` on the learning rate of the parameters it names (their own
+    groups; a schedule scales every group alike)."""
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer {optimizer!r}: choose one of {', '.join(OPTIMIZERS)}")
+    scales = dict(lr_scales or {})
     if optimizer == "adamw":
         params = [p for p in model.parameters() if p.requires_grad]
-        return torch.optim.AdamW(_decay_groups(params, weight_decay), lr=lr, betas=tuple(betas))
+        groups = _scaled_groups(_decay_groups(params, weight_decay), lr, scales)
+        return torch.optim.AdamW(groups, lr=lr, betas=tuple(betas))
     muon, rest = muon_split(model, muon_convolutions)
     if not muon:
         raise ValueError("optimizer muon: the model has no weight matrix or filter for Muon")
+    muon_groups = _scaled_groups([{"params": muon}], lr, scales)
     chained: list[torch.optim.Optimizer] = [
-        Muon(muon, lr=lr, weight_decay=weight_decay, ns_dtype=ns_dtype)
+        Muon(muon_groups, lr=lr, weight_decay=weight_decay, ns_dtype=ns_dtype)
     ]
     if rest:
-        groups = [g for g in _decay_groups(rest, weight_decay) if g["params"]]
+        groups = _scaled_groups(_decay_groups(rest, weight_decay), lr, scales)
         chained.append(torch.optim.AdamW(groups, lr=lr, betas=tuple(betas)))
     return ChainedOptimizer(chained)
+
+
+def _scaled_groups(groups: list[dict], lr: float, scales: Mapping[int, float]) -> list[dict]:
+    """Each group split by its parameters' learning-rate factor (1 unless ``scales`` names
+    them), every part with its ``lr``; empty groups dropped. Without factors: the groups as
+    they were, in their order."""
+    out = []
+    for group in groups:
+        by_factor: dict[float, list[torch.nn.Parameter]] = {}
+        for param in group["params"]:
+            by_factor.setdefault(float(scales.get(id(param), 1.0)), []).append(param)
+        for factor, params in by_factor.items():
+            out.append({**group, "params": params, "lr": lr * factor})
+    return out
