@@ -124,3 +124,16 @@ def test_a_tuned_tower_can_learn_at_a_fraction_of_the_rate():
         ClipPrefixConfig(clip_lr_scale=0.0, train_clip=True)
     with pytest.raises(ValueError, match="scales a tuned tower"):
         ClipPrefixConfig(clip_lr_scale=0.3, train_clip=False)
+
+
+def test_answer_prompts_are_cut_as_training_cuts_questions_and_generation_checks_positions():
+    from vlcore.models.generation import keep_prompt_end
+
+    assert keep_prompt_end([1, 5, 6, 7, 8], 3) == [1, 7, 8]  # <bos> and the question's end
+    assert keep_prompt_end([1, 5, 6], 3) == [1, 5, 6]
+    assert keep_prompt_end([1, 5, 6], None) == [1, 5, 6]
+    git = tiny_captioner(mapping="mlp").eval()  # 16 prefix embeddings, 128 positions
+    images = torch.rand(2, 3, 32, 32)
+    git.generate_tokens(images, torch.ones(2, 2, dtype=torch.long), max_new_tokens=110)
+    with pytest.raises(ValueError, match="exceed the decoder's 128 positions"):
+        git.generate_tokens(images, torch.ones(2, 2, dtype=torch.long), max_new_tokens=111)

@@ -327,6 +327,14 @@ class ClipPrefixCaptioner(TeacherForcedCaptioner):
         question) with the KV cache; returns only the new tokens ``B T``."""
         embeds = self._embed(self.prefix(pixel_values), prompt_ids)
         cfg = self.decoder.config
+        positions = getattr(cfg, "n_positions", None) or cfg.max_position_embeddings
+        longest = embeds.shape[1] + int(generate_kwargs.get("max_new_tokens", 0))
+        if longest > positions:
+            raise ValueError(
+                f"clip_prefix: prefix ({self.prefix_size}) + prompt ({prompt_ids.shape[1]}) + "
+                f"max_new_tokens ({generate_kwargs.get('max_new_tokens')}) exceed the "
+                f"decoder's {positions} positions: lower max_new_tokens or shorten the prompt"
+            )
         return self.decoder.generate(
             inputs_embeds=embeds,
             attention_mask=torch.ones(embeds.shape[:2], dtype=torch.long, device=embeds.device),

@@ -140,6 +140,14 @@ def question_prompt(
     return [tokenizer.bos_token_id, *text_ids(tokenizer, template.format(question=question))]
 
 
+def keep_prompt_end(prompt: list[int], length: int | None) -> list[int]:
+    """``prompt`` cut to at most ``length`` tokens the way training cuts a question's: its
+    ``<bos>`` and the end of the rest (None: as it is)."""
+    if length is None or len(prompt) <= length:
+        return prompt
+    return [prompt[0], *prompt[1:][len(prompt) - max(length, 1) :]]
+
+
 def answer_ids(tokenizer: PreTrainedTokenizerBase, answer: str) -> list[int]:
     """The answer's tokens (after a space, as it follows ``answer:``) and ``<eos>``."""
     return [*text_ids(tokenizer, " " + answer.strip()), tokenizer.eos_token_id]
@@ -347,9 +355,13 @@ def answer_image_questions(
     image_index: Sequence[int],
     config: DecodingConfig,
     template: str = VQA_PROMPT,
+    max_length: int | None = None,
 ) -> list[str]:
-    """One greedy answer per question; ``questions[i]`` is about ``images[image_index[i]]``."""
-    prompts = [question_prompt(tokenizer, q, template) for q in questions]
+    """One greedy answer per question; ``questions[i]`` is about ``images[image_index[i]]``.
+    ``max_length``: the longest text the model was trained on; a longer prompt loses the
+    start of its question as it did in training, leaving room for the answer."""
+    room = None if max_length is None else max_length - config.answer_max_new_tokens
+    prompts = [keep_prompt_end(question_prompt(tokenizer, q, template), room) for q in questions]
     return generate_texts(
         model,
         tokenizer,

@@ -547,7 +547,14 @@ def answer_questions(
         if not texts:
             continue
         answers = answer_image_questions(
-            loaded.model, loaded.tokenizer, batch["image"], texts, index, decoding, template
+            loaded.model,
+            loaded.tokenizer,
+            batch["image"],
+            texts,
+            index,
+            decoding,
+            template,
+            max_length=loaded.record.get("max_length"),
         )
         results += [{"question_id": q, "answer": a} for q, a in zip(qids, answers, strict=True)]
     results.sort(key=lambda r: r["question_id"])
