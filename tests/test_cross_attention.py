@@ -75,7 +75,7 @@ def test_layers_forget_the_batch_after_it():
     model = tiny_captioner()
     logits_and_grads(model, texts_about_images(32))
     layers = [block.crossattention for block in model.model.decoder.transformer.h]
-    assert all(layer.vlcore_image_index is None for layer in layers)
+    assert all(layer.vlcore_slots is None for layer in layers)
 
 
 def test_generation_reads_states_per_sequence():

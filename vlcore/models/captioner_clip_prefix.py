@@ -259,11 +259,16 @@ class ClipPrefixCaptioner(TeacherForcedCaptioner):
             return (self.config.token_grid or patch_grid(self.clip_spec)) ** 2
         return self.config.prefix_length
 
+    @property
+    def decoder_positions(self) -> int:
+        """How many positions the decoder has (GPT-2's ``n_positions``, or the HF name)."""
+        cfg = self.decoder.config
+        return getattr(cfg, "n_positions", None) or cfg.max_position_embeddings
+
     def check_text_length(self, max_length: int) -> None:
         """Raise if the prefix and a text of ``max_length`` tokens do not fit the decoder's
         positions (else the position embedding fails with an index error mid-training)."""
-        cfg = self.decoder.config
-        positions = getattr(cfg, "n_positions", None) or cfg.max_position_embeddings
+        positions = self.decoder_positions
         if self.prefix_size + max_length > positions:
             raise ValueError(
                 f"clip_prefix: the prefix has {self.prefix_size} embeddings and texts up to "
@@ -327,7 +332,7 @@ class ClipPrefixCaptioner(TeacherForcedCaptioner):
         question) with the KV cache; returns only the new tokens ``B T``."""
         embeds = self._embed(self.prefix(pixel_values), prompt_ids)
         cfg = self.decoder.config
-        positions = getattr(cfg, "n_positions", None) or cfg.max_position_embeddings
+        positions = self.decoder_positions
         longest = embeds.shape[1] + int(generate_kwargs.get("max_new_tokens", 0))
         if longest > positions:
             raise ValueError(

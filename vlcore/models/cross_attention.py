@@ -112,5 +112,4 @@ def set_image_index(decoder: PreTrainedModel, image_index: torch.Tensor | None) 
     again. Each text's row in the stacked query is worked out here, once for all layers."""
     slots = None if image_index is None else _slots(image_index)
     for layer in _cross_attention_layers(decoder):
-        layer.vlcore_image_index = image_index
         layer.vlcore_slots = slots

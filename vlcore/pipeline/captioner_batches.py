@@ -20,7 +20,7 @@ from transformers import PreTrainedTokenizerBase
 
 from vlcore.ids import stable_uint64
 from vlcore.metrics.vqa import normalize_answer
-from vlcore.models.generation import IGNORE, style_token_id
+from vlcore.models.generation import IGNORE, keep_prompt_end, style_token_id
 
 if TYPE_CHECKING:
     from vlcore.pipeline.captioner import CaptionerSettings
@@ -67,8 +67,8 @@ def _fit_length(
         room = max(max_length - len(prompt) - 1, 0)
         return prompt, [*target[:room], target[-1]]
     target = target[: max_length - 2]
-    room = max(max_length - len(target) - 1, 1)
-    return [prompt[0], *prompt[1:][-room:]], target
+    room = max(max_length - len(target) - 1, 1)  # question tokens kept after <bos>
+    return keep_prompt_end(prompt, room + 1), target
 
 
 def collate_texts(
